@@ -1,0 +1,1 @@
+"""caseplan's orchestrator: routing, planning, execution, record and interfaces."""

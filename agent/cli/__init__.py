@@ -1,0 +1,33 @@
+"""The `caseplan` command line. Each command group lives in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from agent.cli import plans_cmd, run_cmd, tools_cmd
+from agent.cli.common import State
+
+app = typer.Typer(
+    name="caseplan",
+    help="Support automation you can audit: tickets become checked plans, run by a constrained executor.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    config: str = typer.Option(None, "--config", "-c", help="Config file (default: configs/default.yaml; env CASEPLAN_CONFIG)."),
+) -> None:
+    ctx.obj = State(config_path=config)
+
+
+run_cmd.register(app)
+app.add_typer(plans_cmd.app, name="plans")
+app.add_typer(tools_cmd.app, name="tools")
+
+
+def main() -> None:
+    app()

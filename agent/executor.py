@@ -1,0 +1,170 @@
+"""The constrained executor: runs only steps of the plan that passed the check, one at a time.
+
+It never chooses a tool. For each step it refuses anything not in the checked plan,
+resolves references to earlier outputs, validates the arguments against the tool's input
+model, derives an idempotency key from (run id, step id, arguments), skips side effects the
+ledger has already seen, enforces a per-step timeout, and retries transient errors only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, Literal
+
+import structlog
+from pydantic import BaseModel, ValidationError
+
+from agent.record import SideEffectLedger
+from agent.settings import ExecutorSettings
+from plans.models import Plan, Step, canonical_json
+from plans.refs import SlotRef, StepRef, lookup_path, substitute
+from tools.base import Tool, ToolContext, ToolError
+from tools.registry import ToolRegistry
+
+log = structlog.get_logger(__name__)
+
+StepStatus = Literal["succeeded", "deduplicated", "failed", "rejected"]
+
+
+class ExecutionRefused(RuntimeError):
+    """The executor was asked to run something that is not the checked plan."""
+
+
+class StepResult(BaseModel):
+    step_id: str
+    tool: str
+    status: StepStatus
+    args: dict[str, Any] | None = None
+    output: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    attempts: int = 0
+    idempotency_key: str | None = None
+    side_effects: bool = False
+    duration_ms: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("succeeded", "deduplicated")
+
+
+def idempotency_key(run_id: str, step_id: str, args: Mapping[str, Any]) -> str:
+    return hashlib.sha256(f"{run_id}\n{step_id}\n{canonical_json(dict(args))}".encode()).hexdigest()
+
+
+class Executor:
+    def __init__(
+        self,
+        registry: ToolRegistry,
+        ledger: SideEffectLedger,
+        settings: ExecutorSettings,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.registry = registry
+        self.ledger = ledger
+        self.settings = settings
+        self.sleep = sleep
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="caseplan-step")
+
+    def run_step(
+        self,
+        plan: Plan,
+        approved_hash: str,
+        step: Step,
+        outputs: Mapping[str, Mapping[str, Any]],
+        run_id: str,
+    ) -> StepResult:
+        """Run one step of a checked plan; raises ExecutionRefused for anything else."""
+        if plan.hash != approved_hash:
+            raise ExecutionRefused("the plan changed after it was checked; refusing to execute it")
+        if step not in plan.steps:
+            raise ExecutionRefused(f"step {step.id!r} is not in the validated plan")
+        tool = self.registry.get(step.tool)
+        earlier = {s.id for s in plan.steps[: plan.steps.index(step)]}
+        try:
+            args = self._resolve(step, outputs, earlier)
+            validated = tool.input_model.model_validate(args)
+        except (ValidationError, LookupError) as exc:
+            return StepResult(
+                step_id=step.id,
+                tool=step.tool,
+                status="rejected",
+                error={"kind": "invalid_arguments", "message": _describe(exc), "status_code": None},
+                side_effects=tool.side_effects,
+            )
+        key = idempotency_key(run_id, step.id, args)
+        base = StepResult(step_id=step.id, tool=step.tool, status="failed", args=args, idempotency_key=key, side_effects=tool.side_effects)
+        if tool.side_effects:
+            seen = self.ledger.get(key)
+            if seen is not None and seen.status == "succeeded":
+                log.info("side effect deduplicated", run_id=run_id, step=step.id, tool=step.tool)
+                return base.model_copy(update={"status": "deduplicated", "output": seen.output})
+        started = time.perf_counter()
+        result = self._call_with_retries(tool, validated, ToolContext(run_id, step.id, key), base)
+        return result.model_copy(update={"duration_ms": round((time.perf_counter() - started) * 1000, 3)})
+
+    def _resolve(self, step: Step, outputs: Mapping[str, Mapping[str, Any]], earlier: set[str]) -> dict[str, Any]:
+        def value(ref: StepRef | SlotRef) -> Any:
+            if isinstance(ref, SlotRef) or ref.step_id not in earlier:
+                raise LookupError(f"{step.id}: reference {ref} does not name an earlier step")
+            if ref.step_id not in outputs:
+                raise LookupError(f"{step.id}: step {ref.step_id!r} has no output yet")
+            try:
+                return lookup_path(outputs[ref.step_id], ref.path)
+            except KeyError as exc:
+                raise LookupError(f"{step.id}: output of {ref.step_id!r} has no field {exc.args[0]!r}") from None
+
+        return substitute(step.args, value)
+
+    def _call_with_retries(self, tool: Tool, args: BaseModel, ctx: ToolContext, base: StepResult) -> StepResult:
+        attempts = 0
+        while True:
+            attempts += 1
+            if tool.side_effects:
+                self.ledger.begin(ctx.idempotency_key, ctx.run_id, ctx.step_id, tool.name)
+            try:
+                output = self._call_once(tool, args, ctx)
+            except ToolError as exc:
+                transient = exc.kind == "transient"
+                if transient and attempts < self.settings.max_attempts:
+                    delay = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2 ** (attempts - 1))
+                    self.sleep(delay * random.uniform(0.5, 1.0))
+                    continue
+                if tool.side_effects:
+                    self.ledger.finish(ctx.idempotency_key, error=exc.as_dict())
+                return base.model_copy(update={"status": "failed", "error": exc.as_dict(), "attempts": attempts})
+            if tool.side_effects:
+                self.ledger.finish(ctx.idempotency_key, output=output)
+            return base.model_copy(update={"status": "succeeded", "output": output, "attempts": attempts})
+
+    def _call_once(self, tool: Tool, args: BaseModel, ctx: ToolContext) -> dict[str, Any]:
+        future = self._pool.submit(tool.invoke, args, ctx)
+        try:
+            result = future.result(timeout=self.settings.step_timeout_s)
+        except FutureTimeout:
+            future.cancel()
+            raise ToolError("transient", f"{tool.name} timed out after {self.settings.step_timeout_s}s") from None
+        except ToolError:
+            raise
+        except Exception as exc:  # noqa: BLE001 (a tool bug must fail the step, not the run)
+            log.exception("tool crashed", tool=tool.name, step=ctx.step_id)
+            raise ToolError("permanent", f"{tool.name} crashed: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(result, tool.output_model):
+            try:
+                result = tool.output_model.model_validate(result)
+            except ValidationError as exc:
+                raise ToolError("permanent", f"{tool.name} returned an invalid result: {_describe(exc)}") from exc
+        return result.model_dump(mode="json")
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or 'input'}: {error['msg']}" for error in exc.errors()
+        )
+    return str(exc)

@@ -1,0 +1,276 @@
+"""The LangGraph StateGraph: intake -> route -> plan -> check -> execute* -> reply -> done.
+
+Anything that cannot proceed safely sets `escalation` (a typed reason) and goes back to
+`plan`, which then compiles the `escalate` template: escalation is itself a checked plan
+with a typed tool call. A step that needs approval pauses at `approval` with an interrupt.
+Every node appends its events to the run record; the checkpointer persists state after
+each node, so a crash resumes at the step it stopped at.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+import structlog
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import interrupt
+
+from agent.executor import ExecutionRefused, Executor
+from agent.models.local import ModelUnavailable
+from agent.planner import Planner
+from agent.record import RunStore
+from agent.reply import compose_reply
+from agent.routing import ESCALATE_TEMPLATE, RouteDecision, Router
+from agent.tickets import Ticket
+from plans.models import Plan
+from policies.engine import PolicyEngine
+
+log = structlog.get_logger(__name__)
+
+
+class RunState(TypedDict, total=False):
+    run_id: str
+    ticket: dict[str, Any]
+    route: dict[str, Any] | None
+    escalation: dict[str, Any] | None
+    plan: dict[str, Any] | None
+    plan_hash: str | None
+    verdict: dict[str, Any] | None
+    step_index: int
+    outputs: dict[str, Any]
+    results: list[dict[str, Any]]
+    reply: dict[str, Any] | None
+    status: str
+    error: str | None
+
+
+@dataclass
+class GraphDeps:
+    store: RunStore
+    router: Router
+    planner: Planner
+    policy: PolicyEngine
+    executor: Executor
+
+
+def escalation_summary(ticket: Ticket, reason: str, detail: str) -> str:
+    text = " ".join(ticket.full_text.split())
+    excerpt = text if len(text) <= 600 else text[:600] + "..."
+    return f"Escalated ({reason}){': ' + detail if detail else ''}. Customer wrote: {excerpt}"[:1200]
+
+
+def _escalate(reason: str, detail: str, stage: str) -> dict[str, Any]:
+    return {"escalation": {"reason": reason, "detail": detail[:500], "stage": stage}, "plan": None, "plan_hash": None}
+
+
+def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
+    store = deps.store
+
+    @functools.lru_cache(maxsize=256)
+    def plan_from_state(digest: str, body: str) -> Plan:
+        """Parse a plan once per hash; the state carries it as plain data."""
+        built = Plan.model_validate_json(body)
+        if built.hash != digest:
+            raise ExecutionRefused("plan in the run state does not match its hash")
+        return built
+
+    def current_plan(state: RunState) -> Plan:
+        return plan_from_state(state["plan_hash"], json.dumps(state["plan"]))
+
+    def event(state: RunState, kind: str, node: str, payload: dict[str, Any]) -> None:
+        store.append_event(state["run_id"], kind, node, payload)
+
+    def intake(state: RunState) -> dict[str, Any]:
+        store.update_run(state["run_id"], status="running")
+        event(state, "intake", "intake", {"ticket": state["ticket"]})
+        return {"escalation": None, "plan": None, "step_index": 0, "outputs": {}, "results": [], "status": "running"}
+
+    def route(state: RunState) -> dict[str, Any]:
+        ticket = Ticket.model_validate(state["ticket"])
+        try:
+            decision = deps.router.route(ticket)
+        except ModelUnavailable as exc:
+            decision = RouteDecision(template=None, confidence=0.0, method="rule", reason="model_unavailable", detail=str(exc))
+        for call in decision.model_calls:
+            event(state, "model_call", "route", call.model_dump(mode="json"))
+        body = decision.model_dump(mode="json", exclude={"model_calls"})
+        event(state, "route", "route", body)
+        update: dict[str, Any] = {"route": body}
+        if decision.template is None:
+            update |= _escalate(decision.reason or "low_confidence", decision.detail, "route")
+        return update
+
+    def plan(state: RunState) -> dict[str, Any]:
+        ticket = Ticket.model_validate(state["ticket"])
+        escalation = state.get("escalation")
+        route_info = state.get("route") or {}
+        template = ESCALATE_TEMPLATE if escalation else route_info["template"]
+        reason = escalation["reason"] if escalation else route_info.get("reason")
+        detail = escalation["detail"] if escalation else ""
+        context = {"reason": reason, "summary": escalation_summary(ticket, reason or "customer_request", detail)}
+        if reason in ("injection_suspected", "identity_not_verified", "policy_denied"):
+            context["priority"] = "high"
+        try:
+            outcome = deps.planner.plan(template, ticket, context)
+        except ModelUnavailable as exc:
+            return _escalate("model_unavailable", str(exc), "plan") if not escalation else _fail(state, str(exc))
+        for call in outcome.fill.model_calls:
+            event(state, "model_call", "plan", call.model_dump(mode="json"))
+        if outcome.plan is None:
+            event(state, "error", "plan", {"template": template, "reason": outcome.reason, "detail": outcome.detail})
+            if template == ESCALATE_TEMPLATE:
+                return _fail(state, f"could not plan the escalation: {outcome.detail}")
+            return _escalate(outcome.reason or "invalid_plan", outcome.detail, "plan")
+        built = outcome.plan
+        digest = store.store_plan(built)
+        event(
+            state,
+            "plan",
+            "plan",
+            {
+                "template": built.template,
+                "plan_hash": digest,
+                "plan": built.model_dump(mode="json"),
+                "slot_sources": outcome.fill.sources,
+                "rejected_slots": outcome.fill.rejected,
+            },
+        )
+        return {"plan": built.model_dump(mode="json"), "plan_hash": digest, "step_index": 0, "outputs": {}}
+
+    def check(state: RunState) -> dict[str, Any]:
+        built = current_plan(state)
+        verdict = deps.policy.evaluate(built)
+        event(state, "policy_decision", "check", {"plan_hash": state["plan_hash"], **verdict.model_dump(mode="json")})
+        if verdict.decision == "deny":
+            detail = "; ".join(f"{d.step_id}: {d.reason} [{d.rule_id}]" for d in verdict.blocking)
+            if built.template == ESCALATE_TEMPLATE:
+                return _fail(state, f"policy denies the escalation plan: {detail}")
+            return _escalate("policy_denied", detail, "check")
+        if verdict.decision == "needs_approval":
+            store.update_run(state["run_id"], status="waiting_approval")
+        return {"verdict": verdict.model_dump(mode="json")}
+
+    def approval(state: RunState) -> dict[str, Any]:
+        pending = [d for d in state["verdict"]["steps"] if d["decision"] == "needs_approval"]
+        answer = interrupt({"run_id": state["run_id"], "plan_hash": state["plan_hash"], "steps": pending})
+        approved = bool(answer.get("approved")) if isinstance(answer, dict) else False
+        event(state, "approval", "approval", {"plan_hash": state["plan_hash"], "steps": pending, "answer": answer})
+        store.update_run(state["run_id"], status="running")
+        if not approved:
+            return _escalate("approval_rejected", str(answer.get("note", "")) if isinstance(answer, dict) else "", "approval")
+        return {"verdict": {**state["verdict"], "decision": "allow"}}
+
+    def execute(state: RunState) -> dict[str, Any]:
+        built = current_plan(state)
+        step = built.steps[state["step_index"]]
+        event(state, "tool_call", "execute", {"step_id": step.id, "tool": step.tool, "args": step.args})
+        try:
+            result = deps.executor.run_step(built, state["plan_hash"], step, state["outputs"], state["run_id"])
+        except ExecutionRefused as exc:
+            event(state, "error", "execute", {"step_id": step.id, "error": str(exc)})
+            return _fail(state, str(exc))
+        payload = result.model_dump(mode="json")
+        event(state, "tool_result", "execute", payload)
+        results = [*state.get("results", []), payload]
+        if result.ok:
+            return {"outputs": {**state["outputs"], step.id: result.output}, "step_index": state["step_index"] + 1, "results": results}
+        message = (result.error or {}).get("message", "step failed")
+        if built.template == ESCALATE_TEMPLATE or step.on_error == "fail":
+            return {**_fail(state, f"step {step.id} failed: {message}"), "results": results}
+        kind = (result.error or {}).get("kind")
+        reason = "tool_failure"
+        if kind == "denied":
+            reason = "identity_not_verified" if step.tool == "verify_identity" else "policy_denied"
+        elif kind == "invalid_arguments":
+            reason = "invalid_plan"
+        return {**_escalate(reason, f"step {step.id} ({step.tool}): {message}", "execute"), "results": results}
+
+    def reply(state: RunState) -> dict[str, Any]:
+        built = current_plan(state)
+        composed = compose_reply(built, state["outputs"])
+        if composed is None:
+            event(state, "error", "reply", {"detail": "no grounded answer"})
+            return _escalate("missing_information", "the knowledge base has nothing that answers this", "reply")
+        event(state, "reply", "reply", composed.model_dump(mode="json"))
+        return {"reply": composed.model_dump(mode="json")}
+
+    def done(state: RunState) -> dict[str, Any]:
+        built = state.get("plan")
+        if state.get("status") == "failed":
+            status = "failed"
+        elif built and built["template"] == ESCALATE_TEMPLATE:
+            status = "escalated"
+        else:
+            status = "completed"
+        escalation = state.get("escalation") or {}
+        store.update_run(
+            state["run_id"],
+            status=status,
+            template=(built or {}).get("template"),
+            plan_hash=state.get("plan_hash"),
+            route=state.get("route"),
+            reply=(state.get("reply") or {}).get("text"),
+            escalation_reason=(escalation.get("reason") or (state.get("route") or {}).get("reason"))
+            if status == "escalated"
+            else None,
+            error=state.get("error"),
+            root_hash=store.last_event_hash(state["run_id"]),
+        )
+        return {"status": status}
+
+    graph = StateGraph(RunState)
+    for name, node in [
+        ("intake", intake),
+        ("route", route),
+        ("plan", plan),
+        ("check", check),
+        ("approval", approval),
+        ("execute", execute),
+        ("reply", reply),
+        ("done", done),
+    ]:
+        graph.add_node(name, node)
+    graph.add_edge(START, "intake")
+    graph.add_edge("intake", "route")
+    graph.add_edge("route", "plan")
+    graph.add_conditional_edges("plan", _after_plan, ["check", "plan", "done"])
+    graph.add_conditional_edges("check", _after_check, ["approval", "execute", "plan", "done"])
+    graph.add_conditional_edges("approval", _after_check, ["execute", "plan", "done"])
+    graph.add_conditional_edges("execute", _after_execute, ["execute", "reply", "plan", "done"])
+    graph.add_conditional_edges("reply", _after_plan_or_reply, ["plan", "done"])
+    graph.add_edge("done", END)
+    return graph.compile(checkpointer=checkpointer)
+
+
+def _fail(state: RunState, message: str) -> dict[str, Any]:
+    log.warning("run failed", run_id=state["run_id"], error=message)
+    return {"status": "failed", "error": message}
+
+
+def _after_plan(state: RunState) -> str:
+    if state.get("status") == "failed":
+        return "done"
+    return "plan" if state.get("plan") is None else "check"
+
+
+def _after_check(state: RunState) -> str:
+    if state.get("status") == "failed":
+        return "done"
+    if state.get("plan") is None:
+        return "plan"
+    return "approval" if state["verdict"]["decision"] == "needs_approval" else "execute"
+
+
+def _after_execute(state: RunState) -> str:
+    if state.get("status") == "failed":
+        return "done"
+    if state.get("plan") is None:
+        return "plan"
+    return "execute" if state["step_index"] < len(state["plan"]["steps"]) else "reply"
+
+
+def _after_plan_or_reply(state: RunState) -> str:
+    return "plan" if state.get("plan") is None else "done"

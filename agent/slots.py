@@ -1,0 +1,161 @@
+"""Slot filling: deterministic patterns first, the local model last, and only grounded values.
+
+A value the model proposes is kept only if it occurs in the ticket text; otherwise the slot
+stays missing and the ticket escalates. No invented identifier ever reaches a tool.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from agent.models.calls import ModelCall
+from agent.tickets import Ticket
+from plans.models import SlotSpec, Template
+from tools.contracts.types import EMAIL_RE
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}")
+_TICKET = re.compile(
+    r"(?:\b(?:ticket|case|request)\s*(?:number|no\.?|id)?\s*[:#]?\s*#?|(?<![\w&])#)([A-Za-z]{0,6}-?\d{3,12})\b",
+    re.IGNORECASE,
+)
+_ORDER = re.compile(r"\border\s*(?:number|no\.?|id)?\s*[:#]?\s*#?([A-Za-z]{0,4}-?\d{4,14})\b", re.IGNORECASE)
+PATTERNS: dict[str, re.Pattern[str]] = {"email": _EMAIL, "ticket_id": _TICKET, "order_id": _ORDER}
+
+
+class SlotFill(BaseModel):
+    """What slot filling found, where each value came from, and what it refused."""
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    missing: list[str] = []
+    ambiguous: dict[str, list[str]] = {}
+    rejected: dict[str, str] = {}
+    model_calls: list[ModelCall] = []
+
+
+def find_pattern(slot_type: str, text: str) -> list[str]:
+    """Distinct matches for a typed pattern, in order of appearance."""
+    pattern = PATTERNS.get(slot_type)
+    if pattern is None:
+        return []
+    found: list[str] = []
+    for match in pattern.finditer(text):
+        value = (match.group(1) if pattern.groups else match.group(0)).strip(".")
+        if slot_type == "email":
+            value = value.lower()
+            if not EMAIL_RE.match(value):
+                continue
+        if value not in found:
+            found.append(value)
+    return found
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def is_grounded(value: str, text: str) -> bool:
+    """True when the value occurs in the text, ignoring case and whitespace runs."""
+    needle = normalise(value)
+    return bool(needle) and needle in normalise(text)
+
+
+class SlotModel(Protocol):
+    """A model that proposes free-text slot values as a JSON object keyed by slot name."""
+
+    def propose(self, template: Template, names: list[str], ticket: Ticket, feedback: str | None) -> ModelCall:
+        """Ask for `names`; `feedback` explains what was wrong with the previous answer."""
+
+
+class SlotFiller:
+    """Fills a template's slots from the ticket, orchestrator context and (optionally) a model."""
+
+    def __init__(self, model: SlotModel | None, max_attempts: int) -> None:
+        self.model = model
+        self.max_attempts = max_attempts
+
+    def fill(self, template: Template, ticket: Ticket, context: Mapping[str, Any] | None = None) -> SlotFill:
+        context = context or {}
+        fill = SlotFill()
+        wants_model: list[str] = []
+        for name, spec in template.slots.items():
+            value, source = self._deterministic(name, spec, ticket, context, fill)
+            if value is not None:
+                fill.values[name], fill.sources[name] = value, source
+            elif "model" in spec.sources and self.model is not None and name not in fill.ambiguous:
+                wants_model.append(name)
+        if wants_model:
+            self._from_model(template, wants_model, ticket, fill)
+        fill.missing = [
+            name for name, spec in template.slots.items() if spec.required and name not in fill.values
+        ]
+        return fill
+
+    def _deterministic(
+        self, name: str, spec: SlotSpec, ticket: Ticket, context: Mapping[str, Any], fill: SlotFill
+    ) -> tuple[Any, str]:
+        for source in spec.sources:
+            value: Any = None
+            if source.startswith("ticket."):
+                value = getattr(ticket, source.removeprefix("ticket."), None)
+                if source == "ticket.text" and value:
+                    value = ticket.full_text
+            elif source.startswith("context."):
+                value = context.get(source.removeprefix("context."))
+            elif source == "pattern":
+                found = find_pattern(spec.type, ticket.full_text)
+                if len(found) > 1:
+                    fill.ambiguous[name] = found
+                    return None, ""
+                value = found[0] if found else None
+            if value in (None, ""):
+                continue
+            if isinstance(value, str):
+                value = _clip(value, spec.max_length) if spec.type == "text" else value
+                if spec.type == "choice" and value not in spec.choices:
+                    fill.rejected[name] = f"{value!r} is not one of {spec.choices}"
+                    continue
+            return value, source
+        return None, ""
+
+    def _from_model(self, template: Template, names: list[str], ticket: Ticket, fill: SlotFill) -> None:
+        feedback = None
+        remaining = list(names)
+        for _ in range(self.max_attempts):
+            call = self.model.propose(template, remaining, ticket, feedback)
+            fill.model_calls.append(call)
+            proposals = call.output if isinstance(call.output, dict) else {}
+            problems = []
+            for name in list(remaining):
+                value = proposals.get(name)
+                if value in (None, ""):
+                    continue
+                spec = template.slots[name]
+                if not isinstance(value, str) or len(value) > spec.max_length:
+                    problems.append(f"{name}: must be a string of at most {spec.max_length} characters")
+                elif not is_grounded(value, ticket.full_text):
+                    fill.rejected[name] = f"model value {value[:80]!r} does not occur in the ticket"
+                    problems.append(f"{name}: copy the exact words from the ticket, or null")
+                else:
+                    fill.values[name], fill.sources[name] = value.strip(), "model"
+                    fill.rejected.pop(name, None)
+                    remaining.remove(name)
+            if not remaining or not problems:
+                return
+            feedback = "; ".join(problems)
+
+
+def _clip(text: str, limit: int) -> str:
+    """Cut long text at a sentence or word boundary under the limit."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    for mark in (". ", "? ", "! ", "\n", " "):
+        position = cut.rfind(mark)
+        if position > limit // 2:
+            return cut[: position + 1].strip()
+    return cut

@@ -1,0 +1,71 @@
+"""The ticket as it crosses into caseplan: validated once, here, with clear errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tools.contracts.types import Email, TicketId
+
+
+class Ticket(BaseModel):
+    """A support ticket from the platform. `requester_email` is the sender the platform
+    authenticated; an address written in the text is only a claim."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True, frozen=True)
+
+    text: str = Field(min_length=1)
+    subject: str | None = Field(None, max_length=500)
+    ticket_id: TicketId | None = None
+    requester_email: Email | None = None
+    tags: list[str] = Field(default_factory=list, max_length=50)
+    customer_tier: str | None = Field(None, max_length=50)
+    channel: str | None = Field(None, max_length=50)
+
+    @property
+    def full_text(self) -> str:
+        return f"{self.subject}\n{self.text}" if self.subject else self.text
+
+
+class TicketError(ValueError):
+    """A ticket caseplan will not accept; the message says why in one line."""
+
+
+def _validation_summary(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "ticket"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def parse_ticket(data: Any, max_chars: int) -> Ticket:
+    """Validate a ticket mapping; size and character checks happen before anything is stored."""
+    if not isinstance(data, dict):
+        raise TicketError("a ticket must be a JSON object")
+    try:
+        ticket = Ticket.model_validate(data)
+    except ValidationError as exc:
+        raise TicketError(f"invalid ticket: {_validation_summary(exc)}") from None
+    if len(ticket.text) > max_chars:
+        raise TicketError(f"ticket text is {len(ticket.text)} characters; the limit is {max_chars}")
+    if "\x00" in ticket.full_text:
+        raise TicketError("ticket text contains NUL characters")
+    return ticket
+
+
+def decode_ticket_bytes(raw: bytes, max_chars: int) -> Ticket:
+    """A ticket JSON document from bytes (file or request body)."""
+    if len(raw) > max_chars * 4 + 4096:
+        raise TicketError(f"ticket document is {len(raw)} bytes; too large")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TicketError(f"ticket is not valid UTF-8 (byte {exc.start})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TicketError(f"ticket is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    return parse_ticket(data, max_chars)

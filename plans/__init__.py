@@ -1,0 +1,1 @@
+"""The plan language: templates, concrete plans, references between steps, compiler, validator."""

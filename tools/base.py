@@ -1,0 +1,71 @@
+"""What every tool is: a name, a typed input and output, a side-effect flag and `invoke`.
+
+The executor is the only caller. It validates arguments against `input_model` before
+`invoke`, passes an idempotency key for side effects, and maps `ToolError.kind` to
+retry (`transient`), escalate (`denied`) or fail (`permanent`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+ToolErrorKind = Literal["transient", "permanent", "denied"]
+
+InputT = TypeVar("InputT", bound=BaseModel)
+OutputT = TypeVar("OutputT", bound=BaseModel)
+
+
+class ToolModel(BaseModel):
+    """Base for tool inputs and outputs: strict about unknown fields, plain JSON values."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ToolError(Exception):
+    """A tool failure the executor knows how to handle."""
+
+    def __init__(self, kind: ToolErrorKind, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.kind: ToolErrorKind = kind
+        self.message = message
+        self.status_code = status_code
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "message": self.message, "status_code": self.status_code}
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """Who is calling and under which key; tools must treat the same key as the same request."""
+
+    run_id: str
+    step_id: str
+    idempotency_key: str
+
+
+class Tool(ABC, Generic[InputT, OutputT]):
+    """A typed operation. Subclasses set the class attributes and implement `invoke`."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    input_model: ClassVar[type[BaseModel]]
+    output_model: ClassVar[type[BaseModel]]
+    side_effects: ClassVar[bool]
+
+    @abstractmethod
+    def invoke(self, args: InputT, ctx: ToolContext) -> OutputT:
+        """Do the work once per idempotency key; raise `ToolError` on failure."""
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready description: what `caseplan tools list` prints."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "side_effects": self.side_effects,
+            "input_schema": self.input_model.model_json_schema(),
+            "output_schema": self.output_model.model_json_schema(),
+        }

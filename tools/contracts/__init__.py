@@ -1,0 +1,1 @@
+"""Tool contracts: the Pydantic input and output models every adapter of a tool shares."""

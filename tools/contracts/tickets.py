@@ -1,0 +1,71 @@
+"""Helpdesk ticket contracts: look a ticket up (read-only) and update it (side effect).
+
+The issue's `ticket_status` contract is deliberately two tools, `ticket_lookup` and
+`ticket_update`, so that each declares its side effects honestly and policies can gate
+the write without touching the read.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import model_validator
+
+from tools.base import ToolModel
+from tools.contracts.types import Email, ShortText, TicketId
+
+TicketStatus = Literal["new", "open", "pending", "on_hold", "solved", "closed"]
+SettableStatus = Literal["open", "pending", "on_hold", "solved", "closed"]
+
+# Which statuses a ticket may move to from each status. `closed` is final, as in Zendesk.
+LEGAL_TRANSITIONS: dict[str, frozenset[str]] = {
+    "new": frozenset({"open", "pending", "on_hold", "solved", "closed"}),
+    "open": frozenset({"open", "pending", "on_hold", "solved", "closed"}),
+    "pending": frozenset({"open", "pending", "on_hold", "solved", "closed"}),
+    "on_hold": frozenset({"open", "pending", "on_hold", "solved", "closed"}),
+    "solved": frozenset({"open", "solved", "closed"}),
+    "closed": frozenset(),
+}
+
+
+def transition_error(current: str, target: str) -> str | None:
+    """Why `current -> target` is illegal, or None when it is allowed."""
+    if target in LEGAL_TRANSITIONS.get(current, frozenset()):
+        return None
+    if current == "closed":
+        return "ticket is closed; a closed ticket cannot change status"
+    return f"illegal status transition {current} -> {target}"
+
+
+class TicketLookupInput(ToolModel):
+    ticket_id: TicketId
+
+
+class TicketView(ToolModel):
+    ticket_id: TicketId
+    subject: str
+    status: TicketStatus
+    requester_email: Email | None = None
+    tags: list[str] = []
+    updated_at: datetime | None = None
+
+
+class TicketUpdateInput(ToolModel):
+    ticket_id: TicketId
+    status: SettableStatus | None = None
+    public_reply: ShortText | None = None
+    internal_note: ShortText | None = None
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> TicketUpdateInput:
+        if self.status is None and self.public_reply is None and self.internal_note is None:
+            raise ValueError("an update needs a status, a public reply or an internal note")
+        return self
+
+
+class TicketUpdateOutput(ToolModel):
+    ticket_id: TicketId
+    previous_status: TicketStatus
+    status: TicketStatus
+    comment_ids: list[str] = []

@@ -1,0 +1,97 @@
+"""The human escalation queue (caseplan's own table) and the `escalate_to_human` tool."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Protocol
+
+from sqlalchemy import JSON, Column
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, select
+
+from tools.base import Tool, ToolContext
+from tools.contracts.escalation import EscalateInput, EscalateOutput
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Escalation(SQLModel, table=True):
+    """One ticket waiting for a person: why, how urgent, and where the evidence is."""
+
+    id: str = Field(primary_key=True)
+    run_id: str = Field(index=True)
+    ticket_id: str | None = Field(default=None, index=True)
+    reason: str = Field(index=True)
+    priority: str
+    queue: str = Field(index=True)
+    summary: str
+    evidence: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    status: str = Field(default="open", index=True)  # open | claimed | resolved
+    claimed_by: str | None = None
+    resolution: str | None = None
+    created_at: datetime = Field(default_factory=_utcnow)
+    updated_at: datetime = Field(default_factory=_utcnow)
+
+
+class EscalationNotifier(Protocol):
+    """Tells the support platform that a ticket now needs a person."""
+
+    def notify(self, escalation: Escalation) -> None: ...
+
+
+class EscalationQueue:
+    """Create and list escalations in caseplan's database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create(self, args: EscalateInput, ctx: ToolContext) -> tuple[Escalation, bool]:
+        """Insert once per idempotency key; returns the row and whether it is new."""
+        escalation_id = f"esc_{hashlib.sha256(ctx.idempotency_key.encode()).hexdigest()[:16]}"
+        with Session(self.engine, expire_on_commit=False) as session:
+            existing = session.get(Escalation, escalation_id)
+            if existing is not None:
+                return existing, False
+            row = Escalation(
+                id=escalation_id,
+                run_id=ctx.run_id,
+                ticket_id=args.ticket_id,
+                reason=args.reason,
+                priority=args.priority,
+                queue=args.queue,
+                summary=args.summary,
+                evidence=list(args.evidence),
+            )
+            session.add(row)
+            session.commit()
+            return row, True
+
+    def list(self, status: str | None = None) -> Sequence[Escalation]:
+        with Session(self.engine) as session:
+            query = select(Escalation).order_by(Escalation.created_at)
+            if status:
+                query = query.where(Escalation.status == status)
+            return session.exec(query).all()
+
+
+class EscalateToHuman(Tool[EscalateInput, EscalateOutput]):
+    name = "escalate_to_human"
+    description = "Put the ticket in a human queue with a typed reason, priority and summary."
+    input_model = EscalateInput
+    output_model = EscalateOutput
+    side_effects = True
+
+    def __init__(self, queue: EscalationQueue, notifiers: Sequence[EscalationNotifier] = ()) -> None:
+        self.queue = queue
+        self.notifiers = list(notifiers)
+
+    def invoke(self, args: EscalateInput, ctx: ToolContext) -> EscalateOutput:
+        row, created = self.queue.create(args, ctx)
+        if created:
+            for notifier in self.notifiers:
+                notifier.notify(row)
+        return EscalateOutput(escalation_id=row.id, queue=row.queue, status="open", run_id=row.run_id)

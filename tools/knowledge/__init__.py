@@ -1,0 +1,1 @@
+"""Knowledge retrieval behind the `knowledge_search` tool."""

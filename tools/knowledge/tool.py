@@ -1,0 +1,32 @@
+"""The `knowledge_search` tool over any backend with `search(query, filters, k)`."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from tools.base import Tool, ToolContext, ToolError
+from tools.contracts.knowledge import FilterValue, KnowledgeSearchInput, KnowledgeSearchOutput, Passage
+
+
+class SearchBackend(Protocol):
+    backend_name: str
+
+    def search(self, query: str, filters: dict[str, FilterValue], k: int) -> list[Passage]: ...
+
+
+class KnowledgeSearch(Tool[KnowledgeSearchInput, KnowledgeSearchOutput]):
+    name = "knowledge_search"
+    description = "Search the support knowledge base; passages come back with citation ids."
+    input_model = KnowledgeSearchInput
+    output_model = KnowledgeSearchOutput
+    side_effects = False
+
+    def __init__(self, backend: SearchBackend) -> None:
+        self.backend = backend
+
+    def invoke(self, args: KnowledgeSearchInput, ctx: ToolContext) -> KnowledgeSearchOutput:
+        try:
+            passages = self.backend.search(args.query, dict(args.filters), args.k)
+        except ValueError as exc:
+            raise ToolError("permanent", str(exc), status_code=400) from exc
+        return KnowledgeSearchOutput(passages=passages, backend=self.backend.backend_name)

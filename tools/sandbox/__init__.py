@@ -1,0 +1,1 @@
+"""Sandbox adapters: a helpdesk and an identity provider over a local SQLite file, with demo data."""

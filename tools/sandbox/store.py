@@ -1,0 +1,39 @@
+"""The sandbox database: engine, sessions, demo seed and idempotent responses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from pydantic import BaseModel
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from tools.sandbox.models import SandboxIdempotency, SandboxTable
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class SandboxStore:
+    """One sandbox database; every sandbox tool shares it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        SandboxTable.metadata.create_all(self.engine)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    def once(self, key: str, tool: str, output_model: type[ModelT], action: Callable[[Session], ModelT]) -> ModelT:
+        """Run `action` at most once per key, in one transaction with the stored response."""
+        with self.session() as session:
+            seen = session.get(SandboxIdempotency, key)
+            if seen is not None:
+                return output_model.model_validate(seen.response)
+            result = action(session)
+            session.add(SandboxIdempotency(key=key, tool=tool, response=result.model_dump(mode="json")))
+            session.commit()
+            return result
