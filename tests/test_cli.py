@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -19,7 +19,7 @@ from agent.db import make_engine
 from agent.record import Run
 from tools.sandbox.models import SandboxResetRequest, SandboxTicket
 
-CASEPLAN = shutil.which("caseplan")
+CASEPLAN = str(Path(sys.executable).parent / "caseplan")  # the venv the tests run in
 RESET = "I forgot my password and can't log in, my email is jane@example.com"
 
 
