@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from agent.models.local import LocalModel
 from agent.runner import Runner
@@ -17,10 +20,32 @@ from tools.sandbox.seed import seed_demo
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+# Set (as .ci/run does) to run every record test against PostgreSQL as well as SQLite.
+TEST_DATABASE_URL = os.environ.get("CASEPLAN_TEST_DATABASE_URL")
+
 
 def make_settings(data_dir: Path, **env: str) -> Settings:
     """Settings as the CLI would load them, with the data folder (and extras) overridden."""
     return load_settings(env={"CASEPLAN_DATA_DIR": str(data_dir), **env})
+
+
+@pytest.fixture
+def database_env() -> Iterator[dict[str, str]]:
+    """Empty on SQLite; on PostgreSQL, a fresh schema per test, dropped afterwards."""
+    if not TEST_DATABASE_URL:
+        yield {}
+        return
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    url = make_url(TEST_DATABASE_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield {"CASEPLAN__DATABASE__URL": url.render_as_string(hide_password=False)}
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -34,8 +59,8 @@ def local_model() -> LocalModel:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path / "data")
+def settings(tmp_path: Path, database_env: dict[str, str]) -> Settings:
+    return make_settings(tmp_path / "data", **database_env)
 
 
 @pytest.fixture

@@ -1,0 +1,125 @@
+"""PII detection and masking for logs, the run record and text sent to the API model.
+
+Emails, phone numbers, payment card numbers (Luhn-checked), IBANs (mod-97 checked) and
+national-id-like numbers (US SSN shape) are replaced by typed placeholders that keep a short
+stable fingerprint, so the same value masks the same way and an auditor can still follow it
+across events without seeing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+PII_KINDS = ("email", "card", "iban", "national_id", "phone")
+
+
+def _luhn_ok(digits: str) -> bool:
+    total, parity = 0, len(digits) % 2
+    for index, char in enumerate(digits):
+        value = int(char)
+        if index % 2 == parity:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def _iban_ok(raw: str) -> bool:
+    compact = raw.replace(" ", "").upper()
+    if not 15 <= len(compact) <= 34:
+        return False
+    rearranged = compact[4:] + compact[:4]
+    numeric = "".join(str(int(ch, 36)) for ch in rearranged)
+    return int(numeric) % 97 == 1
+
+
+@dataclass(frozen=True)
+class _Detector:
+    kind: str
+    pattern: re.Pattern[str]
+    check: Callable[[str], bool]
+
+
+_DETECTORS = (
+    _Detector(
+        "email",
+        re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}"),
+        lambda _: True,
+    ),
+    _Detector(
+        "iban",
+        re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"),
+        _iban_ok,
+    ),
+    _Detector(
+        "card",
+        re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)"),
+        lambda raw: _luhn_ok(re.sub(r"\D", "", raw)),
+    ),
+    _Detector("national_id", re.compile(r"(?<!\d)\d{3}-\d{2}-\d{4}(?!\d)"), lambda _: True),
+    _Detector(
+        "phone",
+        re.compile(r"(?<![\w@+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)\s?)?\d{2,4}(?:[\s.-]\d{2,5}){1,4}(?![\w@])"),
+        lambda raw: 9 <= len(re.sub(r"\D", "", raw)) <= 15,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    start: int
+    end: int
+    value: str
+
+
+def find_pii(text: str, kinds: Iterable[str] = PII_KINDS) -> list[Finding]:
+    """Non-overlapping findings, earlier detectors (email, IBAN, card) winning overlaps."""
+    wanted = set(kinds)
+    taken: list[Finding] = []
+    for detector in _DETECTORS:
+        if detector.kind not in wanted:
+            continue
+        for match in detector.pattern.finditer(text):
+            start, end = match.span()
+            if any(start < f.end and f.start < end for f in taken):
+                continue
+            if detector.check(match.group(0)):
+                taken.append(Finding(detector.kind, start, end, match.group(0)))
+    return sorted(taken, key=lambda f: f.start)
+
+
+def placeholder(kind: str, value: str) -> str:
+    digest = hashlib.sha256(value.strip().lower().encode()).hexdigest()[:8]
+    return f"[{kind}:{digest}]"
+
+
+def mask_text(text: str, kinds: Iterable[str] = PII_KINDS) -> str:
+    """Replace every finding with its typed placeholder."""
+    findings = find_pii(text, kinds)
+    if not findings:
+        return text
+    parts, cursor = [], 0
+    for finding in findings:
+        parts.append(text[cursor : finding.start])
+        parts.append(placeholder(finding.kind, finding.value))
+        cursor = finding.end
+    parts.append(text[cursor:])
+    return "".join(parts)
+
+
+def mask_data(value: Any, kinds: Iterable[str] = PII_KINDS) -> Any:
+    """Mask every string inside JSON-like data (keys are kept)."""
+    kinds = tuple(kinds)
+    if isinstance(value, str):
+        return mask_text(value, kinds)
+    if isinstance(value, dict):
+        return {key: mask_data(item, kinds) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask_data(item, kinds) for item in value]
+    return value
