@@ -9,7 +9,6 @@ ledger has already seen, enforces a per-step timeout, and retries transient erro
 from __future__ import annotations
 
 import hashlib
-import random
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +24,7 @@ from plans.models import Plan, Step, canonical_json
 from plans.refs import SlotRef, StepRef, lookup_path, substitute
 from tools.base import Tool, ToolContext, ToolError
 from tools.registry import ToolRegistry
+from tools.resilience import RetryPolicy, run_with_retries
 
 log = structlog.get_logger(__name__)
 
@@ -68,6 +68,9 @@ class Executor:
         self.registry = registry
         self.ledger = ledger
         self.settings = settings
+        self.retry_policy = RetryPolicy(
+            max_attempts=settings.max_attempts, backoff_base_s=settings.backoff_base_s, backoff_max_s=settings.backoff_max_s
+        )
         self.sleep = sleep
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="caseplan-step")
 
@@ -122,25 +125,20 @@ class Executor:
         return substitute(step.args, value)
 
     def _call_with_retries(self, tool: Tool, args: BaseModel, ctx: ToolContext, base: StepResult) -> StepResult:
-        attempts = 0
-        while True:
-            attempts += 1
+        def attempt(_: int) -> dict[str, Any]:
             if tool.side_effects:
                 self.ledger.begin(ctx.idempotency_key, ctx.run_id, ctx.step_id, tool.name)
-            try:
-                output = self._call_once(tool, args, ctx)
-            except ToolError as exc:
-                transient = exc.kind == "transient"
-                if transient and attempts < self.settings.max_attempts:
-                    delay = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2 ** (attempts - 1))
-                    self.sleep(delay * random.uniform(0.5, 1.0))
-                    continue
-                if tool.side_effects:
-                    self.ledger.finish(ctx.idempotency_key, error=exc.as_dict())
-                return base.model_copy(update={"status": "failed", "error": exc.as_dict(), "attempts": attempts})
+            return self._call_once(tool, args, ctx)
+
+        try:
+            output, attempts = run_with_retries(attempt, self.retry_policy, sleep=self.sleep)
+        except ToolError as exc:
             if tool.side_effects:
-                self.ledger.finish(ctx.idempotency_key, output=output)
-            return base.model_copy(update={"status": "succeeded", "output": output, "attempts": attempts})
+                self.ledger.finish(ctx.idempotency_key, error=exc.as_dict())
+            return base.model_copy(update={"status": "failed", "error": exc.as_dict(), "attempts": exc.attempts})
+        if tool.side_effects:
+            self.ledger.finish(ctx.idempotency_key, output=output)
+        return base.model_copy(update={"status": "succeeded", "output": output, "attempts": attempts})
 
     def _call_once(self, tool: Tool, args: BaseModel, ctx: ToolContext) -> dict[str, Any]:
         future = self._pool.submit(tool.invoke, args, ctx)

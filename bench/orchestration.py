@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 
 from agent.models.calls import ModelCall
+from agent.routing import RouteDecision
 from agent.runner import Runner
 from agent.runtime import Runtime
-from agent.routing import RouteDecision
+from agent.settings import load_settings
 from agent.tickets import Ticket
 from bench.results import write_result
-from agent.settings import load_settings
 from tools.base import ToolContext
 from tools.sandbox.seed import seed_demo
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any, get_args, get_origin
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from plans.models import SLOT_SOURCES, Plan, ReplySpec, SlotSpec, Template, TemplateStep, Step
+from plans.models import SLOT_SOURCES, Plan, ReplySpec, SlotSpec, Step, Template, TemplateStep
 from plans.refs import MalformedRef, SlotRef, StepRef, parse_ref, walk_refs
 from tools.registry import ToolRegistry
 

@@ -11,11 +11,11 @@ import signal
 import sys
 from pathlib import Path
 
+from agent.db import make_engine
 from agent.routing import RouteDecision
 from agent.runtime import Runtime
 from agent.tickets import Ticket
 from agent.tooling import build_registry, open_knowledge_index
-from agent.db import make_engine
 from tests.conftest import make_settings
 from tests.tooling_doubles import EchoIn, EchoOut
 from tools.base import Tool, ToolContext

@@ -28,11 +28,19 @@ class ToolModel(BaseModel):
 class ToolError(Exception):
     """A tool failure the executor knows how to handle."""
 
-    def __init__(self, kind: ToolErrorKind, message: str, *, status_code: int | None = None) -> None:
+    def __init__(
+        self,
+        kind: ToolErrorKind,
+        message: str,
+        *,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.kind: ToolErrorKind = kind
         self.message = message
         self.status_code = status_code
+        self.retry_after = retry_after
 
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "message": self.message, "status_code": self.status_code}

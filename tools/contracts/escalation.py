@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import StringConstraints
-from typing_extensions import Annotated
 
 from tools.base import ToolModel
 from tools.contracts.types import TicketId

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, StringConstraints
-from typing_extensions import Annotated
 
 from tools.base import ToolModel
 
