@@ -13,10 +13,10 @@ app = typer.Typer(help="List tools and print their JSON Schemas.", no_args_is_he
 @app.command("list")
 @with_errors
 def list_tools(ctx: typer.Context) -> None:
-    """Every registered tool and whether it has side effects."""
+    """Every registered tool, the adapter serving it, and whether it has side effects."""
     for tool in registry_from_settings(state(ctx).settings):
         marker = "side effects" if tool.side_effects else "read-only"
-        typer.echo(f"  {tool.name:<18} {marker:<13} {tool.description}")
+        typer.echo(f"  {tool.name:<18} {marker:<13} {tool.adapter:<14} {tool.description}")
 
 
 @app.command("schema")

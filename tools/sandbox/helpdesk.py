@@ -40,6 +40,7 @@ class SandboxTicketLookup(Tool[TicketLookupInput, TicketView]):
     input_model = TicketLookupInput
     output_model = TicketView
     side_effects = False
+    adapter = "sandbox"
 
     def __init__(self, store: SandboxStore) -> None:
         self.store = store
@@ -55,6 +56,7 @@ class SandboxTicketUpdate(Tool[TicketUpdateInput, TicketUpdateOutput]):
     input_model = TicketUpdateInput
     output_model = TicketUpdateOutput
     side_effects = True
+    adapter = "sandbox"
 
     def __init__(self, store: SandboxStore) -> None:
         self.store = store

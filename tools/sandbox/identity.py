@@ -8,8 +8,9 @@ from datetime import timedelta
 
 from sqlmodel import Session, select
 
-from tools.base import Tool, ToolContext, ToolError
+from tools.base import Tool, ToolContext, ToolError, derived_id
 from tools.contracts.identity import (
+    RESETTABLE_STATUSES,
     AccountLookupInput,
     AccountLookupOutput,
     PasswordResetInput,
@@ -31,16 +32,13 @@ RESET_LINK_TTL = timedelta(hours=1)
 RESET_URL = "https://sandbox.caseplan.local/reset?token="
 
 
-def _short_id(prefix: str, key: str) -> str:
-    return f"{prefix}_{hashlib.sha256(key.encode()).hexdigest()[:16]}"
-
-
 class SandboxAccountLookup(Tool[AccountLookupInput, AccountLookupOutput]):
     name = "account_lookup"
     description = "Find a customer account by email or user id (ABCD: pull-up-account)."
     input_model = AccountLookupInput
     output_model = AccountLookupOutput
     side_effects = False
+    adapter = "sandbox"
 
     def __init__(self, store: SandboxStore) -> None:
         self.store = store
@@ -67,17 +65,18 @@ class SandboxVerifyIdentity(Tool[VerifyIdentityInput, VerifyIdentityOutput]):
     input_model = VerifyIdentityInput
     output_model = VerifyIdentityOutput
     side_effects = False
+    adapter = "sandbox"
 
     def __init__(self, store: SandboxStore) -> None:
         self.store = store
 
     def invoke(self, args: VerifyIdentityInput, ctx: ToolContext) -> VerifyIdentityOutput:
-        verification_id = _short_id("ver", ctx.idempotency_key)
+        verification_id = derived_id("ver", ctx.idempotency_key)
         with self.store.session() as session:
             user = session.get(SandboxUser, args.user_id)
             if user is None:
                 raise ToolError("permanent", f"account {args.user_id} not found", status_code=404)
-            verified = user.email == args.requester_email and user.status == "active"
+            verified = user.email == args.requester_email and user.status in RESETTABLE_STATUSES
             if session.get(SandboxVerification, verification_id) is None:
                 session.add(
                     SandboxVerification(
@@ -105,6 +104,7 @@ class SandboxPasswordReset(Tool[PasswordResetInput, PasswordResetOutput]):
     input_model = PasswordResetInput
     output_model = PasswordResetOutput
     side_effects = True
+    adapter = "sandbox"
 
     def __init__(self, store: SandboxStore) -> None:
         self.store = store
@@ -119,10 +119,10 @@ class SandboxPasswordReset(Tool[PasswordResetInput, PasswordResetOutput]):
         user = session.get(SandboxUser, args.user_id)
         if user is None:
             raise ToolError("permanent", f"account {args.user_id} not found", status_code=404)
-        if user.status != "active":
+        if user.status not in RESETTABLE_STATUSES:
             raise ToolError("denied", f"account is {user.status}", status_code=403)
         token = secrets.token_urlsafe(24)
-        request_id = _short_id("rst", ctx.idempotency_key)
+        request_id = derived_id("rst", ctx.idempotency_key)
         expires_at = utcnow() + RESET_LINK_TTL
         session.add(
             SandboxResetRequest(
