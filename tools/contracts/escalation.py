@@ -32,7 +32,7 @@ class EscalateInput(ToolInput):
 
     ticket_id: TicketId | None = Field(None, description="The helpdesk ticket, when there is one.")
     reason: EscalationReason = Field(description="Why a person is needed; a closed set, never free text.")
-    priority: Priority = "normal"
+    priority: Priority = Field("normal", description="How soon a person should look.")
     summary: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1200)] = Field(
         description="One paragraph for the agent who picks the ticket up."
     )
