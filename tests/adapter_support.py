@@ -15,7 +15,8 @@ from agent.db import make_engine
 from agent.executor import Executor, StepResult
 from agent.record import SideEffectLedger
 from agent.settings import ExecutorSettings
-from plans.models import Plan, ReplySpec, Step
+from plans.models import Step
+from tests.tooling_doubles import make_plan
 from tools.base import Tool
 from tools.registry import ToolRegistry
 
@@ -31,15 +32,7 @@ class Harness:
 
     def run(self, *steps: Step, run_id: str = "run_adapter") -> list[StepResult]:
         """Run a plan's steps in order, as the graph does, feeding outputs forward."""
-        plan = Plan(
-            template="adapter_test",
-            template_version=1,
-            catalogue_version="test",
-            ticket_id=None,
-            slots={},
-            steps=steps,
-            reply=ReplySpec(kind="none"),
-        )
+        plan = make_plan(*steps)
         outputs: dict[str, Any] = {}
         results = []
         for step in plan.steps:

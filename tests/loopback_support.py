@@ -73,12 +73,14 @@ class FixedRouter:
         return RouteDecision(template=self.template, confidence=1.0, method="rule")
 
 
-def build_runtime(root: Path, config: dict[str, Any], template: str, extra_tools: tuple[Tool, ...] = ()) -> Runtime:
+def build_runtime(
+    root: Path, config: dict[str, Any], template: str, extra_tools: tuple[Tool, ...] = (), env: dict[str, str] | None = None
+) -> Runtime:
     """A runtime from a config file written under `root` (secrets come from os.environ), with
-    test-only tools added to the registry the configuration built."""
+    test-only tools added to the registry the configuration built; `env` as `database_env` gives."""
     path = root / "caseplan.yaml"
     path.write_text(yaml.safe_dump(config))
-    settings = load_settings(path, env={"CASEPLAN_DATA_DIR": str(root / "data")})
+    settings = load_settings(path, env={"CASEPLAN_DATA_DIR": str(root / "data"), **(env or {})})
     registry = None
     if extra_tools:
         settings.data_path.mkdir(parents=True, exist_ok=True)

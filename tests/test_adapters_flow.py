@@ -36,9 +36,9 @@ def platforms():
         yield config, zendesk, okta, hooks
 
 
-def test_password_reset_through_okta_and_zendesk(tmp_path, secrets, platforms):
+def test_password_reset_through_okta_and_zendesk(tmp_path, secrets, platforms, database_env):
     config, zendesk, okta, hooks = platforms
-    runtime = build_runtime(tmp_path, config, "password_reset")
+    runtime = build_runtime(tmp_path, config, "password_reset", env=database_env)
     assert {tool.name: tool.adapter for tool in runtime.registry}["password_reset"] == "okta"
     result = Runner(runtime).submit(Ticket(text=RESET.format(email="jane@example.com"), requester_email="jane@example.com", ticket_id="1003"))
 
@@ -54,9 +54,9 @@ def test_password_reset_through_okta_and_zendesk(tmp_path, secrets, platforms):
     assert verification.verified and verification.run_id == result.run_id and verification.provider == "okta"
 
 
-def test_reset_for_someone_elses_account_escalates_and_notifies_the_platform(tmp_path, secrets, platforms):
+def test_reset_for_someone_elses_account_escalates_and_notifies_the_platform(tmp_path, secrets, platforms, database_env):
     config, zendesk, okta, hooks = platforms
-    runtime = build_runtime(tmp_path, config, "password_reset")
+    runtime = build_runtime(tmp_path, config, "password_reset", env=database_env)
     text = "Please reset the password for li.wei@example.com, I am her manager."
     result = Runner(runtime).submit(Ticket(text=text, requester_email="omar@example.com", ticket_id="1005"))
 
@@ -84,11 +84,11 @@ HTML_PAGE = "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><bo
     ],
     ids=["unknown ticket", "HTML error page", "malformed JSON", "unexpected JSON", "timeout mid-request"],
 )
-def test_bad_answers_escalate_with_status_and_reason_in_the_record(tmp_path, secrets, ticket_id, faults, kind, status_code, reason):
+def test_bad_answers_escalate_with_status_and_reason_in_the_record(tmp_path, secrets, database_env, ticket_id, faults, kind, status_code, reason):
     api = zendesk_api()
     with LoopbackServer(api) as server:
         api.faults.extend(faults)
-        runtime = build_runtime(tmp_path, tools_config(zendesk=server.url, timeout_s=0.3), "ticket_status")
+        runtime = build_runtime(tmp_path, tools_config(zendesk=server.url, timeout_s=0.3), "ticket_status", env=database_env)
         result = Runner(runtime).submit(Ticket(text=f"status of ticket {ticket_id}?", requester_email="jane@example.com", ticket_id=ticket_id))
 
     assert result.status == "escalated" and result.escalation["reason"] == "tool_failure"

@@ -42,7 +42,7 @@ def secrets(monkeypatch):
 
 
 @pytest.mark.parametrize("checkpoint", ["kept", "lost"])
-def test_retry_resume_and_replay_apply_the_update_once(tmp_path, secrets, checkpoint):
+def test_retry_resume_and_replay_apply_the_update_once(tmp_path, secrets, database_env, checkpoint):
     api = zendesk_api()
     with LoopbackServer(api) as server:
         (tmp_path / "templates").mkdir()
@@ -52,7 +52,7 @@ def test_retry_resume_and_replay_apply_the_update_once(tmp_path, secrets, checkp
             "catalogue": {"paths": [str(tmp_path / "templates")]},
             "policies": {"files": [str(tmp_path / "allow.yaml")]},
         }
-        runtime = build_runtime(tmp_path, config, "update_then_crash", (CrashOnce(tmp_path / "crashed.marker", hard=False),))
+        runtime = build_runtime(tmp_path, config, "update_then_crash", (CrashOnce(tmp_path / "crashed.marker", hard=False),), database_env)
         ticket = Ticket(text="any news?", requester_email="jane@example.com", ticket_id="1003")
 
         # 1. retry: applied, answer lost, retried under the same key.

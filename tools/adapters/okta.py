@@ -17,15 +17,18 @@ from typing import Any, Literal
 from pydantic import RootModel
 
 from tools.adapters.remote import RemoteModel, not_found_as
-from tools.base import Tool, ToolContext, ToolError, derived_id
+from tools.base import ToolContext, ToolError, derived_id
 from tools.contracts.identity import (
     RESETTABLE_STATUSES,
     AccountLookupInput,
     AccountLookupOutput,
+    AccountLookupTool,
     PasswordResetInput,
     PasswordResetOutput,
+    PasswordResetTool,
     VerifyIdentityInput,
     VerifyIdentityOutput,
+    VerifyIdentityTool,
 )
 from tools.contracts.types import Email, mask_email
 from tools.http import HttpService
@@ -110,12 +113,7 @@ class OktaDirectory:
         )
 
 
-class OktaAccountLookup(Tool[AccountLookupInput, AccountLookupOutput]):
-    name = "account_lookup"
-    description = "Find a customer account by email or user id (ABCD: pull-up-account)."
-    input_model = AccountLookupInput
-    output_model = AccountLookupOutput
-    side_effects = False
+class OktaAccountLookup(AccountLookupTool):
     adapter = "okta"
 
     def __init__(self, directory: OktaDirectory) -> None:
@@ -126,15 +124,7 @@ class OktaAccountLookup(Tool[AccountLookupInput, AccountLookupOutput]):
         return AccountLookupOutput(user_id=user.id, email=user.profile.email, display_name=user.display_name, status=user.account_status)
 
 
-class OktaVerifyIdentity(Tool[VerifyIdentityInput, VerifyIdentityOutput]):
-    name = "verify_identity"
-    description = (
-        "Check that the ticket's authenticated requester owns the account (ABCD: enter-details); "
-        "refuses otherwise."
-    )
-    input_model = VerifyIdentityInput
-    output_model = VerifyIdentityOutput
-    side_effects = False
+class OktaVerifyIdentity(VerifyIdentityTool):
     adapter = "okta"
 
     def __init__(self, directory: OktaDirectory, ledger: VerificationLedger) -> None:
@@ -155,15 +145,7 @@ class OktaVerifyIdentity(Tool[VerifyIdentityInput, VerifyIdentityOutput]):
         return VerifyIdentityOutput(user_id=user.id, verified=True, verification_id=verification_id, method="requester_email_match")
 
 
-class OktaPasswordReset(Tool[PasswordResetInput, PasswordResetOutput]):
-    name = "password_reset"
-    description = (
-        "Send a password-reset link to the account's address on file (ABCD: make-password). "
-        "Needs a verification from verify_identity; never handles a password."
-    )
-    input_model = PasswordResetInput
-    output_model = PasswordResetOutput
-    side_effects = True
+class OktaPasswordReset(PasswordResetTool):
     adapter = "okta"
 
     def __init__(self, directory: OktaDirectory, ledger: VerificationLedger, link_ttl: timedelta) -> None:

@@ -16,11 +16,13 @@ from typing import Any, Literal
 from pydantic import Field
 
 from tools.adapters.remote import RemoteModel, not_found_as
-from tools.base import Tool, ToolContext, ToolError
+from tools.base import ToolContext, ToolError
 from tools.contracts.tickets import (
     TicketLookupInput,
+    TicketLookupTool,
     TicketUpdateInput,
     TicketUpdateOutput,
+    TicketUpdateTool,
     TicketView,
     transition_error,
 )
@@ -108,12 +110,7 @@ class ZendeskHelpdesk:
         )
 
 
-class ZendeskTicketLookup(Tool[TicketLookupInput, TicketView]):
-    name = "ticket_lookup"
-    description = "Look up a helpdesk ticket: subject, status, requester and tags."
-    input_model = TicketLookupInput
-    output_model = TicketView
-    side_effects = False
+class ZendeskTicketLookup(TicketLookupTool):
     adapter = "zendesk"
 
     def __init__(self, helpdesk: ZendeskHelpdesk) -> None:
@@ -123,12 +120,7 @@ class ZendeskTicketLookup(Tool[TicketLookupInput, TicketView]):
         return self.helpdesk.get(args.ticket_id)
 
 
-class ZendeskTicketUpdate(Tool[TicketUpdateInput, TicketUpdateOutput]):
-    name = "ticket_update"
-    description = "Change a ticket's status and/or add a public reply or internal note."
-    input_model = TicketUpdateInput
-    output_model = TicketUpdateOutput
-    side_effects = True
+class ZendeskTicketUpdate(TicketUpdateTool):
     adapter = "zendesk"
 
     def __init__(self, helpdesk: ZendeskHelpdesk) -> None:

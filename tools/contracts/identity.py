@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from tools.base import ToolInput, ToolModel
+from tools.base import Tool, ToolInput, ToolModel
 from tools.contracts.types import Email, UserId, require_present
 
 AccountStatus = Literal["active", "recovery", "password_expired", "pending", "locked", "suspended", "deprovisioned"]
@@ -79,3 +79,39 @@ class PasswordResetOutput(ToolModel):
     expires_at: datetime
     sessions_revoked: bool
     request_id: str
+
+
+class AccountLookupTool(Tool[AccountLookupInput, AccountLookupOutput]):
+    """The `account_lookup` contract; each identity adapter implements `invoke`."""
+
+    name = "account_lookup"
+    description = "Find a customer account by email or user id (ABCD: pull-up-account)."
+    input_model = AccountLookupInput
+    output_model = AccountLookupOutput
+    side_effects = False
+
+
+class VerifyIdentityTool(Tool[VerifyIdentityInput, VerifyIdentityOutput]):
+    """The `verify_identity` contract; each identity adapter implements `invoke`."""
+
+    name = "verify_identity"
+    description = (
+        "Check that the ticket's authenticated requester owns the account (ABCD: enter-details); "
+        "refuses otherwise."
+    )
+    input_model = VerifyIdentityInput
+    output_model = VerifyIdentityOutput
+    side_effects = False
+
+
+class PasswordResetTool(Tool[PasswordResetInput, PasswordResetOutput]):
+    """The `password_reset` contract; each identity adapter implements `invoke`."""
+
+    name = "password_reset"
+    description = (
+        "Send a password-reset link to the account's address on file (ABCD: make-password). "
+        "Needs a verification from verify_identity; never handles a password."
+    )
+    input_model = PasswordResetInput
+    output_model = PasswordResetOutput
+    side_effects = True

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from tools.base import ToolInput, ToolModel
+from tools.base import Tool, ToolInput, ToolModel
 from tools.contracts.types import Email, ShortText, TicketId, require_present
 
 TicketStatus = Literal["new", "open", "pending", "on_hold", "solved", "closed"]
@@ -75,3 +75,23 @@ class TicketUpdateOutput(ToolModel):
     previous_status: TicketStatus
     status: TicketStatus
     comment_ids: list[str] = []
+
+
+class TicketLookupTool(Tool[TicketLookupInput, TicketView]):
+    """The `ticket_lookup` contract; each helpdesk adapter implements `invoke`."""
+
+    name = "ticket_lookup"
+    description = "Look up a helpdesk ticket: subject, status, requester and tags."
+    input_model = TicketLookupInput
+    output_model = TicketView
+    side_effects = False
+
+
+class TicketUpdateTool(Tool[TicketUpdateInput, TicketUpdateOutput]):
+    """The `ticket_update` contract; each helpdesk adapter implements `invoke`."""
+
+    name = "ticket_update"
+    description = "Change a ticket's status and/or add a public reply or internal note."
+    input_model = TicketUpdateInput
+    output_model = TicketUpdateOutput
+    side_effects = True

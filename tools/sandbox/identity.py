@@ -8,15 +8,18 @@ from datetime import timedelta
 
 from sqlmodel import Session, select
 
-from tools.base import Tool, ToolContext, ToolError, derived_id
+from tools.base import ToolContext, ToolError, derived_id
 from tools.contracts.identity import (
     RESETTABLE_STATUSES,
     AccountLookupInput,
     AccountLookupOutput,
+    AccountLookupTool,
     PasswordResetInput,
     PasswordResetOutput,
+    PasswordResetTool,
     VerifyIdentityInput,
     VerifyIdentityOutput,
+    VerifyIdentityTool,
 )
 from tools.contracts.types import mask_email
 from tools.sandbox.models import (
@@ -32,12 +35,7 @@ RESET_LINK_TTL = timedelta(hours=1)
 RESET_URL = "https://sandbox.caseplan.local/reset?token="
 
 
-class SandboxAccountLookup(Tool[AccountLookupInput, AccountLookupOutput]):
-    name = "account_lookup"
-    description = "Find a customer account by email or user id (ABCD: pull-up-account)."
-    input_model = AccountLookupInput
-    output_model = AccountLookupOutput
-    side_effects = False
+class SandboxAccountLookup(AccountLookupTool):
     adapter = "sandbox"
 
     def __init__(self, store: SandboxStore) -> None:
@@ -56,15 +54,7 @@ class SandboxAccountLookup(Tool[AccountLookupInput, AccountLookupOutput]):
         )
 
 
-class SandboxVerifyIdentity(Tool[VerifyIdentityInput, VerifyIdentityOutput]):
-    name = "verify_identity"
-    description = (
-        "Check that the ticket's authenticated requester owns the account (ABCD: enter-details); "
-        "refuses otherwise."
-    )
-    input_model = VerifyIdentityInput
-    output_model = VerifyIdentityOutput
-    side_effects = False
+class SandboxVerifyIdentity(VerifyIdentityTool):
     adapter = "sandbox"
 
     def __init__(self, store: SandboxStore) -> None:
@@ -95,15 +85,7 @@ class SandboxVerifyIdentity(Tool[VerifyIdentityInput, VerifyIdentityOutput]):
         )
 
 
-class SandboxPasswordReset(Tool[PasswordResetInput, PasswordResetOutput]):
-    name = "password_reset"
-    description = (
-        "Send a password-reset link to the account's address on file (ABCD: make-password). "
-        "Needs a verification from verify_identity; never handles a password."
-    )
-    input_model = PasswordResetInput
-    output_model = PasswordResetOutput
-    side_effects = True
+class SandboxPasswordReset(PasswordResetTool):
     adapter = "sandbox"
 
     def __init__(self, store: SandboxStore) -> None:
