@@ -91,7 +91,7 @@ class PolicySettings(_Section):
 
 # --- tool adapters: which implementation serves each tool, and how to reach the real ones ---
 EnvVarName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-HttpUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s/]+(/\S*)?$")]
+WebUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s/]+(/\S*)?$")]
 
 
 class ToolAdapterSettings(_Section):
@@ -112,21 +112,21 @@ class ToolAdapterSettings(_Section):
 
 
 class ZendeskSettings(_Section):
-    base_url: HttpUrl | None = None
+    base_url: WebUrl | None = None
     email: str | None = None                   # set: API-token auth as "{email}/token"; null: OAuth bearer token
     token_env: EnvVarName = "ZENDESK_API_TOKEN"
     timeout_s: float = Field(4, gt=0)
 
 
 class OktaSettings(_Section):
-    base_url: HttpUrl | None = None
+    base_url: WebUrl | None = None
     token_env: EnvVarName = "OKTA_API_TOKEN"   # sent as "Authorization: SSWS <token>"
     timeout_s: float = Field(4, gt=0)
     reset_link_ttl_s: int = Field(3600, ge=60)  # the recovery-token lifetime configured in Okta
 
 
 class EscalationWebhookSettings(_Section):
-    url: HttpUrl | None = None
+    url: WebUrl | None = None
     secret_env: EnvVarName = "CASEPLAN_WEBHOOK_SECRET"
     timeout_s: float = Field(4, gt=0)
     run_url: str | None = None                 # link to a run in the notice; "{run_id}" is replaced

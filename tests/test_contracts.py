@@ -3,10 +3,14 @@ including the rules that span fields."""
 
 from __future__ import annotations
 
+import json
+
 import jsonschema
 import pytest
 from pydantic import BaseModel, ValidationError
+from typer.testing import CliRunner
 
+from agent.cli import app
 from tools.contracts.escalation import EscalateInput
 from tools.contracts.identity import AccountLookupInput, PasswordResetInput, VerifyIdentityInput
 from tools.contracts.tickets import TicketLookupInput, TicketUpdateInput
@@ -68,3 +72,12 @@ def test_inputs_do_not_coerce_types():
     with pytest.raises(ValidationError, match="valid boolean"):
         PasswordResetInput.model_validate({"user_id": "u_1", "verification_id": "ver_1", "revoke_sessions": 1})
     assert TicketLookupInput.model_validate_json('{"ticket_id": "1003"}').ticket_id == "1003"
+
+
+def test_tools_list_json_exports_every_schema(tmp_path):
+    result = CliRunner().invoke(app, ["tools", "list", "--json"], env={"CASEPLAN_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 0, result.output
+    listed = {tool["name"]: tool for tool in json.loads(result.stdout)}
+    assert listed["password_reset"]["side_effects"] is True and listed["password_reset"]["adapter"] == "sandbox"
+    assert listed["password_reset"]["input_schema"] == PasswordResetInput.model_json_schema()
+    assert set(listed) >= {"ticket_lookup", "ticket_update", "account_lookup", "verify_identity", "password_reset", "escalate_to_human"}

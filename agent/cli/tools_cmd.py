@@ -17,9 +17,13 @@ app = typer.Typer(help="List tools and print their JSON Schemas.", no_args_is_he
 
 @app.command("list")
 @with_errors
-def list_tools(ctx: typer.Context) -> None:
+def list_tools(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Also print each tool's JSON Schemas.")) -> None:
     """Every registered tool, the adapter serving it, and whether it has side effects."""
-    for tool in registry_from_settings(state(ctx).settings):
+    registry = registry_from_settings(state(ctx).settings)
+    if as_json:
+        echo_json([tool.describe() for tool in registry])
+        return
+    for tool in registry:
         marker = "side effects" if tool.side_effects else "read-only"
         typer.echo(f"  {tool.name:<18} {marker:<13} {tool.adapter:<14} {tool.description}")
 
