@@ -57,6 +57,7 @@ def test_caseplan_run_updates_the_ticket_on_the_zendesk_server(tmp_path):
         (["run", RESET], {ZENDESK_TOKEN_ENV: "zd-secret"}, "the ticket tools use a real helpdesk: pass --ticket-id"),
         (["run", RESET, "--ticket-id", "1003"], {}, f"environment variable {ZENDESK_TOKEN_ENV} (named by tools.zendesk.token_env) is not set"),
         (["tools", "list"], {}, f"environment variable {ZENDESK_TOKEN_ENV}"),
+        (["demo"], {ZENDESK_TOKEN_ENV: "zd-secret"}, "the demo files its tickets in the sandbox helpdesk"),
     ],
 )
 def test_misconfigured_helpdesk_is_one_clear_error(tmp_path, monkeypatch, args, env, message):

@@ -116,6 +116,8 @@ def register(app: typer.Typer) -> None:
     @with_errors
     def demo(ctx: typer.Context, reset: bool = typer.Option(True, help="Wipe the sandbox and reseed it first.")) -> None:
         """Seed the sandbox and process a handful of varied tickets."""
+        if state(ctx).settings.tools.adapters.ticket_update != "sandbox":
+            fail("the demo files its tickets in the sandbox helpdesk; run it with the sandbox ticket tools")
         runtime = state(ctx).runtime()
         seed_demo(runtime.sandbox, reset=reset)
         runner = Runner(runtime)
