@@ -94,7 +94,7 @@ class Runtime:
         store = RunStore(engine)
         ledger = SideEffectLedger(engine)
         sandbox = SandboxStore(make_engine(settings.sandbox_url))
-        registry = registry or build_registry(engine, sandbox, open_knowledge_index(data / "knowledge.db"))
+        registry = registry or build_registry(engine, sandbox, open_knowledge_index(data / "knowledge.db"), settings.tools)
         catalogue = load_catalogue([Path(p) for p in settings.catalogue.paths], registry)
         policy = PolicyEngine([Path(p) for p in settings.policies.files], registry)
         embedder = embedder or SentenceTransformerEmbedder(settings.embeddings.model_path, settings.embeddings.batch_size)

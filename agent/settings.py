@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
@@ -89,6 +89,74 @@ class PolicySettings(_Section):
     files: list[str] = []
 
 
+# --- tool adapters: which implementation serves each tool, and how to reach the real ones ---
+EnvVarName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+WebUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s/]+(/\S*)?$")]
+
+
+class ToolAdapterSettings(_Section):
+    """Per tool: `sandbox` (the local demo database) or the named REST adapter."""
+
+    ticket_lookup: Literal["sandbox", "zendesk"] = "sandbox"
+    ticket_update: Literal["sandbox", "zendesk"] = "sandbox"
+    account_lookup: Literal["sandbox", "okta"] = "sandbox"
+    verify_identity: Literal["sandbox", "okta"] = "sandbox"
+    password_reset: Literal["sandbox", "okta"] = "sandbox"
+    escalate_to_human: Literal["queue", "webhook"] = "queue"
+
+    @model_validator(mode="after")
+    def _verification_and_reset_agree(self) -> ToolAdapterSettings:
+        if self.verify_identity != self.password_reset:
+            raise ValueError("verify_identity and password_reset must use the same adapter (a reset checks that adapter's verifications)")
+        return self
+
+
+class ZendeskSettings(_Section):
+    base_url: WebUrl | None = None
+    email: str | None = None                   # set: API-token auth as "{email}/token"; null: OAuth bearer token
+    token_env: EnvVarName = "ZENDESK_API_TOKEN"
+    timeout_s: float = Field(4, gt=0)
+
+
+class OktaSettings(_Section):
+    base_url: WebUrl | None = None
+    token_env: EnvVarName = "OKTA_API_TOKEN"   # sent as "Authorization: SSWS <token>"
+    timeout_s: float = Field(4, gt=0)
+    reset_link_ttl_s: int = Field(3600, ge=60)  # the recovery-token lifetime configured in Okta
+
+
+class EscalationWebhookSettings(_Section):
+    url: WebUrl | None = None
+    secret_env: EnvVarName = "CASEPLAN_WEBHOOK_SECRET"
+    timeout_s: float = Field(4, gt=0)
+    run_url: str | None = None                 # link to a run in the notice; "{run_id}" is replaced
+
+
+class ToolSettings(_Section):
+    adapters: ToolAdapterSettings = ToolAdapterSettings()
+    zendesk: ZendeskSettings = ZendeskSettings()
+    okta: OktaSettings = OktaSettings()
+    escalation_webhook: EscalationWebhookSettings = EscalationWebhookSettings()
+
+    @model_validator(mode="after")
+    def _chosen_adapters_are_configured(self) -> ToolSettings:
+        chosen = set(self.adapters.model_dump().values())
+        for adapter, needed, value in (
+            ("zendesk", "zendesk.base_url", self.zendesk.base_url),
+            ("okta", "okta.base_url", self.okta.base_url),
+            ("webhook", "escalation_webhook.url", self.escalation_webhook.url),
+        ):
+            if adapter in chosen and not value:
+                raise ValueError(f"tools.{needed} is required when a tool uses the {adapter} adapter")
+        return self
+
+    def timeouts_in_use(self) -> dict[str, float]:
+        """Per-request timeouts of the REST adapters some tool uses."""
+        chosen = set(self.adapters.model_dump().values())
+        timeouts = {"zendesk": self.zendesk.timeout_s, "okta": self.okta.timeout_s, "webhook": self.escalation_webhook.timeout_s}
+        return {adapter: timeout for adapter, timeout in timeouts.items() if adapter in chosen}
+
+
 class Settings(_Section):
     """Everything caseplan reads from configuration, typed."""
 
@@ -105,6 +173,16 @@ class Settings(_Section):
     executor: ExecutorSettings = ExecutorSettings()
     catalogue: CatalogueSettings = CatalogueSettings()
     policies: PolicySettings = PolicySettings()
+    tools: ToolSettings = ToolSettings()
+
+    @model_validator(mode="after")
+    def _http_timeouts_fit_in_a_step(self) -> Settings:
+        """An HTTP call that outlives the executor's step timeout would keep running after the
+        step was given up and retried; the adapters' timeouts must be shorter."""
+        for adapter, timeout in self.tools.timeouts_in_use().items():
+            if timeout >= self.executor.step_timeout_s:
+                raise ValueError(f"the {adapter} adapter's timeout_s ({timeout}) must be below executor.step_timeout_s ({self.executor.step_timeout_s})")
+        return self
 
     @property
     def data_path(self) -> Path:
@@ -178,6 +256,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
     data = _deep_merge(data, _env_overrides(env))
     try:
         return Settings.model_validate(data)
-    except ValueError as exc:
+    except ValidationError as exc:  # one line per config, naming each bad key
         source = chosen or DEFAULT_CONFIG
-        raise ConfigError(f"{source}: {exc}") from exc
+        problems = "; ".join(f"{'.'.join(str(p) for p in error['loc']) or 'config'}: {error['msg']}" for error in exc.errors())
+        raise ConfigError(f"{source}: {problems}") from exc

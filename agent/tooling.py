@@ -1,14 +1,27 @@
-"""Builds the tool registry from configuration: which adapter serves each tool."""
+"""Builds the tool registry from configuration: which adapter serves each tool.
+
+Everything defaults to the sandbox and the local escalation queue (zero set-up); the
+`tools:` section of the config switches single tools to the REST adapters, whose secrets
+are read from the environment variables the config names.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
 from agent.db import make_engine
-from agent.settings import Settings
+from agent.settings import ConfigError, Settings, ToolSettings
+from tools.adapters.okta import OktaAccountLookup, OktaDirectory, OktaPasswordReset, OktaVerifyIdentity, okta_auth
+from tools.adapters.platform_webhook import WebhookEscalationNotifier
+from tools.adapters.zendesk import ZendeskHelpdesk, ZendeskTicketLookup, ZendeskTicketUpdate, zendesk_auth
+from tools.base import Tool
 from tools.escalation import EscalateToHuman, EscalationQueue
+from tools.http import HttpService
 from tools.knowledge.documents import parse_markdown
 from tools.knowledge.fts import FtsIndex
 from tools.knowledge.tool import KnowledgeSearch
@@ -16,6 +29,8 @@ from tools.registry import ToolRegistry
 from tools.sandbox.helpdesk import SandboxTicketLookup, SandboxTicketUpdate
 from tools.sandbox.identity import SandboxAccountLookup, SandboxPasswordReset, SandboxVerifyIdentity
 from tools.sandbox.store import SandboxStore
+from tools.verifications import VerificationLedger
+from tools.webhooks import WebhookSender
 
 DEMO_KB = Path(__file__).resolve().parent.parent / "tools" / "sandbox" / "demo_kb"
 
@@ -28,19 +43,72 @@ def open_knowledge_index(path: Path) -> FtsIndex:
     return index
 
 
-def build_registry(engine: Engine, sandbox: SandboxStore, knowledge: FtsIndex) -> ToolRegistry:
-    """The default registry: sandbox helpdesk and identity, local queue, embedded knowledge."""
-    return ToolRegistry(
-        [
-            SandboxTicketLookup(sandbox),
-            SandboxTicketUpdate(sandbox),
-            SandboxAccountLookup(sandbox),
-            SandboxVerifyIdentity(sandbox),
-            SandboxPasswordReset(sandbox),
-            EscalateToHuman(EscalationQueue(engine)),
-            KnowledgeSearch(knowledge),
-        ]
-    )
+def _secret(env: Mapping[str, str], variable: str, setting: str) -> str:
+    value = env.get(variable, "").strip()
+    if not value:
+        raise ConfigError(f"environment variable {variable} (named by tools.{setting}) is not set")
+    return value
+
+
+def _zendesk(config: ToolSettings, env: Mapping[str, str]) -> ZendeskHelpdesk:
+    zd = config.zendesk
+    auth = zendesk_auth(_secret(env, zd.token_env, "zendesk.token_env"), zd.email)
+    return ZendeskHelpdesk(HttpService("zendesk", str(zd.base_url), headers=auth, timeout_s=zd.timeout_s))
+
+
+def _okta(config: ToolSettings, env: Mapping[str, str]) -> OktaDirectory:
+    ok = config.okta
+    auth = okta_auth(_secret(env, ok.token_env, "okta.token_env"))
+    return OktaDirectory(HttpService("okta", str(ok.base_url), headers=auth, timeout_s=ok.timeout_s))
+
+
+def _escalation(engine: Engine, config: ToolSettings, env: Mapping[str, str]) -> EscalateToHuman:
+    queue = EscalationQueue(engine)
+    if config.adapters.escalate_to_human == "queue":
+        return EscalateToHuman(queue)
+    hook = config.escalation_webhook
+    sender = WebhookSender(str(hook.url), _secret(env, hook.secret_env, "escalation_webhook.secret_env"), timeout_s=hook.timeout_s)
+    return EscalateToHuman(queue, [WebhookEscalationNotifier(sender, hook.run_url)])
+
+
+def _adapter_tools(engine: Engine, sandbox: SandboxStore, config: ToolSettings, env: Mapping[str, str]) -> list[Tool]:
+    """One tool per name: the sandbox's, unless the configuration chose a REST adapter for it."""
+    chosen = config.adapters
+    served: dict[str, Tool] = {}
+
+    def use(*tools: Tool) -> None:
+        served.update((tool.name, tool) for tool in tools)
+
+    use(SandboxTicketLookup(sandbox), SandboxTicketUpdate(sandbox))
+    use(SandboxAccountLookup(sandbox), SandboxVerifyIdentity(sandbox), SandboxPasswordReset(sandbox))
+    if "zendesk" in (chosen.ticket_lookup, chosen.ticket_update):
+        helpdesk = _zendesk(config, env)
+        if chosen.ticket_lookup == "zendesk":
+            use(ZendeskTicketLookup(helpdesk))
+        if chosen.ticket_update == "zendesk":
+            use(ZendeskTicketUpdate(helpdesk))
+    if "okta" in (chosen.account_lookup, chosen.verify_identity):
+        directory = _okta(config, env)
+        if chosen.account_lookup == "okta":
+            use(OktaAccountLookup(directory))
+        if chosen.verify_identity == "okta":  # and password_reset: the settings keep the two together
+            verifications = VerificationLedger(engine)
+            ttl = timedelta(seconds=config.okta.reset_link_ttl_s)
+            use(OktaVerifyIdentity(directory, verifications), OktaPasswordReset(directory, verifications, ttl))
+    use(_escalation(engine, config, env))
+    return list(served.values())
+
+
+def build_registry(
+    engine: Engine,
+    sandbox: SandboxStore,
+    knowledge: FtsIndex,
+    tools: ToolSettings | None = None,
+    env: Mapping[str, str] | None = None,
+) -> ToolRegistry:
+    """The registry the `tools:` settings ask for (all sandbox and local queue by default)."""
+    chosen = _adapter_tools(engine, sandbox, tools or ToolSettings(), os.environ if env is None else env)
+    return ToolRegistry([*chosen, KnowledgeSearch(knowledge)])
 
 
 def registry_from_settings(settings: Settings) -> ToolRegistry:
@@ -50,4 +118,5 @@ def registry_from_settings(settings: Settings) -> ToolRegistry:
         make_engine(settings.database_url),
         SandboxStore(make_engine(settings.sandbox_url)),
         open_knowledge_index(settings.data_path / "knowledge.db"),
+        settings.tools,
     )

@@ -9,23 +9,11 @@ from agent.db import make_engine
 from agent.executor import ExecutionRefused, Executor, idempotency_key
 from agent.record import SideEffectLedger
 from agent.settings import ExecutorSettings
-from plans.models import Plan, ReplySpec, Step
+from plans.models import Step
 from plans.validator import validate_plan
-from tests.tooling_doubles import CountingSideEffect, Crashing, Reader
+from tests.tooling_doubles import CountingSideEffect, Crashing, Reader, make_plan
 from tools.base import ToolError
 from tools.registry import ToolRegistry
-
-
-def make_plan(*steps: Step) -> Plan:
-    return Plan(
-        template="test",
-        template_version=1,
-        catalogue_version="test",
-        ticket_id=None,
-        slots={},
-        steps=steps,
-        reply=ReplySpec(kind="none"),
-    )
 
 
 @pytest.fixture

@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import time
 
+from plans.models import Plan, ReplySpec, Step
 from tools.base import Tool, ToolContext, ToolError, ToolModel
+
+
+def make_plan(*steps: Step) -> Plan:
+    """A plan of these steps, as the executor receives it after the check."""
+    return Plan(
+        template="test",
+        template_version=1,
+        catalogue_version="test",
+        ticket_id=None,
+        slots={},
+        steps=steps,
+        reply=ReplySpec(kind="none"),
+    )
 
 
 class EchoIn(ToolModel):

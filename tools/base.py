@@ -7,6 +7,7 @@ retry (`transient`), escalate (`denied`) or fail (`permanent`).
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Literal, TypeVar
@@ -23,6 +24,18 @@ class ToolModel(BaseModel):
     """Base for tool inputs and outputs: strict about unknown fields, plain JSON values."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ToolInput(ToolModel):
+    """Base for tool inputs: also strict about types (no "5" for 5, no 5 for "5"), because
+    arguments come from plans and a silently coerced value is a different request."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def derived_id(prefix: str, idempotency_key: str) -> str:
+    """A short, stable id for what one idempotency key produced (same key, same id)."""
+    return f"{prefix}_{hashlib.sha256(idempotency_key.encode()).hexdigest()[:16]}"
 
 
 class ToolError(Exception):
@@ -63,6 +76,7 @@ class Tool(ABC, Generic[InputT, OutputT]):
     input_model: ClassVar[type[BaseModel]]
     output_model: ClassVar[type[BaseModel]]
     side_effects: ClassVar[bool]
+    adapter: str = "local"  # what serves the tool (sandbox, zendesk, okta, ...); shown by `tools list`
 
     @abstractmethod
     def invoke(self, args: InputT, ctx: ToolContext) -> OutputT:
@@ -74,6 +88,7 @@ class Tool(ABC, Generic[InputT, OutputT]):
             "name": self.name,
             "description": self.description,
             "side_effects": self.side_effects,
+            "adapter": self.adapter,
             "input_schema": self.input_model.model_json_schema(),
             "output_schema": self.output_model.model_json_schema(),
         }

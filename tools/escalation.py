@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Protocol
@@ -11,7 +10,7 @@ from sqlalchemy import JSON, Column
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, select
 
-from tools.base import Tool, ToolContext
+from tools.base import Tool, ToolContext, derived_id
 from tools.contracts.escalation import EscalateInput, EscalateOutput
 
 
@@ -38,7 +37,10 @@ class Escalation(SQLModel, table=True):
 
 
 class EscalationNotifier(Protocol):
-    """Tells the support platform that a ticket now needs a person."""
+    """Tells the support platform that a ticket now needs a person: one attempt, idempotent per
+    escalation id, a typed ToolError on failure (the executor retries the step)."""
+
+    name: str
 
     def notify(self, escalation: Escalation) -> None: ...
 
@@ -51,7 +53,7 @@ class EscalationQueue:
 
     def create(self, args: EscalateInput, ctx: ToolContext) -> tuple[Escalation, bool]:
         """Insert once per idempotency key; returns the row and whether it is new."""
-        escalation_id = f"esc_{hashlib.sha256(ctx.idempotency_key.encode()).hexdigest()[:16]}"
+        escalation_id = derived_id("esc", ctx.idempotency_key)
         with Session(self.engine, expire_on_commit=False) as session:
             existing = session.get(Escalation, escalation_id)
             if existing is not None:
@@ -88,10 +90,14 @@ class EscalateToHuman(Tool[EscalateInput, EscalateOutput]):
     def __init__(self, queue: EscalationQueue, notifiers: Sequence[EscalationNotifier] = ()) -> None:
         self.queue = queue
         self.notifiers = list(notifiers)
+        self.adapter = "+".join(["queue", *(notifier.name for notifier in self.notifiers)])
 
     def invoke(self, args: EscalateInput, ctx: ToolContext) -> EscalateOutput:
-        row, created = self.queue.create(args, ctx)
-        if created:
-            for notifier in self.notifiers:
-                notifier.notify(row)
-        return EscalateOutput(escalation_id=row.id, queue=row.queue, status="open", run_id=row.run_id)
+        row, _ = self.queue.create(args, ctx)
+        # Notified on every attempt, not only when the row is new: a retry after a failed
+        # delivery must deliver, and receivers drop repeats by the escalation id.
+        for notifier in self.notifiers:
+            notifier.notify(row)
+        return EscalateOutput(
+            escalation_id=row.id, queue=row.queue, status="open", run_id=row.run_id, notified=[n.name for n in self.notifiers]
+        )

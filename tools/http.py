@@ -2,21 +2,31 @@
 
 Connection errors, timeouts, 429 (with its Retry-After) and 5xx are transient; 401/403 are
 denied; other 4xx are permanent; a body that is not the JSON promised (an HTML error page,
-truncated JSON) is permanent. Retrying is not done here but by `tools.resilience`, once.
+truncated JSON, JSON of the wrong shape) is permanent. Retrying is not done here but by
+`tools.resilience`, once.
 """
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
 from tools.base import ToolError
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+REASON_CHARS = 160
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+_TAG = re.compile(r"<(script|style)\b.*?</\1>|<[^>]+>", re.IGNORECASE | re.DOTALL)
+# Where common APIs put a one-line error: Zendesk (error/description), Okta (errorSummary), RFC 7807 (title/detail).
+_ERROR_FIELDS = ("errorSummary", "description", "detail", "title", "message", "error")
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -35,8 +45,27 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 def _reason(response: httpx.Response) -> str:
-    text = " ".join(response.text.split())
-    return text[:160] if text else response.reason_phrase
+    """A short, readable reason: the API's own error line, or an HTML page's text, not its markup."""
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None
+    if isinstance(body, dict):
+        for field in _ERROR_FIELDS:
+            if isinstance(body.get(field), str) and body[field].strip():
+                return " ".join(body[field].split())[:REASON_CHARS]
+    text = response.text
+    if "html" in response.headers.get("content-type", "") or text.lstrip()[:1] == "<":
+        text = html.unescape(_TAG.sub(" ", text))
+    text = " ".join(text.split())
+    return text[:REASON_CHARS] if text else response.reason_phrase
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"
 
 
 class HttpService:
@@ -52,7 +81,9 @@ class HttpService:
         client: httpx.Client | None = None,
     ) -> None:
         self.name = name
-        self.client = client or httpx.Client(base_url=base_url, headers=headers or {}, timeout=timeout_s)
+        self.client = client or httpx.Client(
+            base_url=base_url, headers={"Accept": "application/json", **(headers or {})}, timeout=timeout_s
+        )
 
     def call(
         self,
@@ -97,6 +128,31 @@ class HttpService:
     ) -> Any:
         """One attempt that must return JSON (or nothing, for 204)."""
         response = self.call(method, path, json_body=json_body, params=params, idempotency_key=idempotency_key)
+        return self._json(response)
+
+    def request_model(
+        self,
+        model: type[ModelT],
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> ModelT:
+        """One attempt whose JSON must have the shape of `model`; anything else (no body, a list
+        for an object, a missing field) is a permanent error naming the field and the HTTP status."""
+        response = self.call(method, path, json_body=json_body, params=params, idempotency_key=idempotency_key)
+        try:
+            return model.model_validate(self._json(response))
+        except ValidationError as exc:
+            raise ToolError(
+                "permanent",
+                f"{self.name}: HTTP {response.status_code} with unexpected JSON: {_describe(exc)}",
+                status_code=response.status_code,
+            ) from None
+
+    def _json(self, response: httpx.Response) -> Any:
         if response.status_code == 204 or not response.content:
             return None
         try:

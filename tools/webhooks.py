@@ -51,7 +51,7 @@ class Delivery(BaseModel):
 
 
 class WebhookSender:
-    """Posts signed events to one URL; never raises, returns what happened."""
+    """Posts signed events to one URL: `send` retries and reports, `deliver` tries once and raises."""
 
     def __init__(
         self,
@@ -69,21 +69,25 @@ class WebhookSender:
         self.http = HttpService("webhook", url, timeout_s=timeout_s, client=client)
         self.sleep = sleep
 
-    def send(self, event: str, payload: dict[str, Any], *, idempotency_key: str) -> Delivery:
+    def deliver(self, event: str, payload: dict[str, Any], *, idempotency_key: str) -> None:
+        """One signed attempt; raises a typed ToolError. For callers that retry through the
+        executor (a plan step), so there is still only one retry loop around a delivery."""
         body = json.dumps({"event": event, "data": payload}, separators=(",", ":"), default=str).encode()
+        timestamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            EVENT_HEADER: event,
+            TIMESTAMP_HEADER: timestamp,
+            SIGNATURE_HEADER: sign(self.secret, timestamp, body),
+        }
+        self.http.call("POST", self.url, content=body, headers=headers, idempotency_key=idempotency_key)
 
-        def attempt(_: int) -> None:
-            timestamp = str(int(time.time()))
-            headers = {
-                "Content-Type": "application/json",
-                EVENT_HEADER: event,
-                TIMESTAMP_HEADER: timestamp,
-                SIGNATURE_HEADER: sign(self.secret, timestamp, body),
-            }
-            self.http.call("POST", self.url, content=body, headers=headers, idempotency_key=idempotency_key)
-
+    def send(self, event: str, payload: dict[str, Any], *, idempotency_key: str) -> Delivery:
+        """Deliver with retries (for events outside plans); never raises, returns what happened."""
         try:
-            _, attempts = run_with_retries(attempt, self.policy, sleep=self.sleep)
+            _, attempts = run_with_retries(
+                lambda _: self.deliver(event, payload, idempotency_key=idempotency_key), self.policy, sleep=self.sleep
+            )
         except ToolError as exc:
             return Delivery(event=event, url=self.url, status="failed", attempts=exc.attempts, http_status=exc.status_code, error=exc.message)
         return Delivery(event=event, url=self.url, status="delivered", attempts=attempts)

@@ -13,8 +13,10 @@ from agent.cli.render import print_result
 from agent.runner import Runner
 from agent.slots import find_pattern
 from agent.tickets import Ticket, decode_ticket_bytes, parse_ticket
+from tools.base import ToolContext, ToolError
+from tools.contracts.tickets import TicketLookupInput
 from tools.sandbox.helpdesk import open_ticket
-from tools.sandbox.models import SandboxOutboxEmail, SandboxTicket, SandboxUser
+from tools.sandbox.models import SandboxOutboxEmail, SandboxUser
 from tools.sandbox.seed import seed_demo
 from tools.sandbox.store import SandboxStore
 
@@ -36,16 +38,22 @@ def ensure_demo_data(sandbox: SandboxStore) -> None:
             seed_demo(sandbox)
 
 
-def _sandbox_requester(sandbox: SandboxStore, ticket_id: str) -> str | None:
-    with sandbox.session() as session:
-        ticket = session.get(SandboxTicket, ticket_id)
-    return ticket.requester_email if ticket else None
+def _helpdesk_requester(runtime: Any, ticket_id: str) -> str | None:
+    """The ticket's requester as the configured helpdesk (sandbox or REST) has it; unknown when
+    the lookup fails, and the run itself then meets and records the same failure."""
+    lookup = runtime.registry.get("ticket_lookup")
+    try:
+        return lookup.invoke(TicketLookupInput(ticket_id=ticket_id), ToolContext("cli", "requester", "")).requester_email
+    except ToolError:
+        return None
 
 
 def _file_in_sandbox(runtime: Any, ticket: Ticket) -> Ticket:
     """Act as the platform: a ticket without an id is filed in the sandbox helpdesk first."""
     updates: dict[str, Any] = {}
     requester = ticket.requester_email
+    if ticket.ticket_id is None and runtime.settings.tools.adapters.ticket_update != "sandbox":
+        fail("the ticket tools use a real helpdesk: pass --ticket-id (the CLI files new tickets only in the sandbox)")
     if ticket.ticket_id is None:
         if requester is None:
             emails = find_pattern("email", ticket.full_text)
@@ -54,7 +62,7 @@ def _file_in_sandbox(runtime: Any, ticket: Ticket) -> Ticket:
                 typer.echo(f"note: requester taken from the ticket text ({requester}); pass --requester to set the sender", err=True)
         updates["ticket_id"] = open_ticket(runtime.sandbox, ticket.subject or ticket.text[:60], ticket.text, requester)
     elif requester is None:
-        requester = _sandbox_requester(runtime.sandbox, ticket.ticket_id)
+        requester = _helpdesk_requester(runtime, ticket.ticket_id)
     if requester != ticket.requester_email:
         updates["requester_email"] = requester
     return ticket.model_copy(update=updates) if updates else ticket
@@ -108,6 +116,8 @@ def register(app: typer.Typer) -> None:
     @with_errors
     def demo(ctx: typer.Context, reset: bool = typer.Option(True, help="Wipe the sandbox and reseed it first.")) -> None:
         """Seed the sandbox and process a handful of varied tickets."""
+        if state(ctx).settings.tools.adapters.ticket_update != "sandbox":
+            fail("the demo files its tickets in the sandbox helpdesk; run it with the sandbox ticket tools")
         runtime = state(ctx).runtime()
         seed_demo(runtime.sandbox, reset=reset)
         runner = Runner(runtime)

@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from tools.base import ToolModel
-from tools.contracts.types import Email, ShortText, TicketId
+from tools.base import Tool, ToolInput, ToolModel
+from tools.contracts.types import Email, ShortText, TicketId, require_present
 
 TicketStatus = Literal["new", "open", "pending", "on_hold", "solved", "closed"]
 SettableStatus = Literal["open", "pending", "on_hold", "solved", "closed"]
@@ -38,8 +38,10 @@ def transition_error(current: str, target: str) -> str | None:
     return f"illegal status transition {current} -> {target}"
 
 
-class TicketLookupInput(ToolModel):
-    ticket_id: TicketId
+class TicketLookupInput(ToolInput):
+    """Read one ticket: subject, status, requester, tags."""
+
+    ticket_id: TicketId = Field(description="The helpdesk's ticket id.")
 
 
 class TicketView(ToolModel):
@@ -51,11 +53,15 @@ class TicketView(ToolModel):
     updated_at: datetime | None = None
 
 
-class TicketUpdateInput(ToolModel):
-    ticket_id: TicketId
-    status: SettableStatus | None = None
-    public_reply: ShortText | None = None
-    internal_note: ShortText | None = None
+class TicketUpdateInput(ToolInput):
+    """Change a ticket's status and/or add a public reply or an internal note."""
+
+    model_config = ConfigDict(json_schema_extra=require_present("status", "public_reply", "internal_note"))
+
+    ticket_id: TicketId = Field(description="The helpdesk's ticket id.")
+    status: SettableStatus | None = Field(None, description="New status; illegal transitions (e.g. from closed) are refused.")
+    public_reply: ShortText | None = Field(None, description="A comment the customer sees.")
+    internal_note: ShortText | None = Field(None, description="A private comment only agents see.")
 
     @model_validator(mode="after")
     def _something_to_do(self) -> TicketUpdateInput:
@@ -69,3 +75,23 @@ class TicketUpdateOutput(ToolModel):
     previous_status: TicketStatus
     status: TicketStatus
     comment_ids: list[str] = []
+
+
+class TicketLookupTool(Tool[TicketLookupInput, TicketView]):
+    """The `ticket_lookup` contract; each helpdesk adapter implements `invoke`."""
+
+    name = "ticket_lookup"
+    description = "Look up a helpdesk ticket: subject, status, requester and tags."
+    input_model = TicketLookupInput
+    output_model = TicketView
+    side_effects = False
+
+
+class TicketUpdateTool(Tool[TicketUpdateInput, TicketUpdateOutput]):
+    """The `ticket_update` contract; each helpdesk adapter implements `invoke`."""
+
+    name = "ticket_update"
+    description = "Change a ticket's status and/or add a public reply or internal note."
+    input_model = TicketUpdateInput
+    output_model = TicketUpdateOutput
+    side_effects = True

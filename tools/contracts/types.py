@@ -27,3 +27,10 @@ def mask_email(email: str) -> str:
     """`jane@example.com` -> `j***@example.com`: enough for a customer to recognise, no more."""
     local, _, domain = email.partition("@")
     return f"{local[:1]}***@{domain}" if domain else "***"
+
+
+def require_present(*names: str, exactly_one: bool = False) -> dict[str, list[dict]]:
+    """JSON Schema for "at least one (or exactly one) of these fields, and not null", the
+    rule a model validator enforces in Python, so the exported schema says it too."""
+    options = [{"required": [name], "properties": {name: {"not": {"type": "null"}}}} for name in names]
+    return {"oneOf" if exactly_one else "anyOf": options}

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from tools.base import Tool, ToolContext, ToolError
+from tools.base import ToolContext, ToolError
 from tools.contracts.tickets import (
     TicketLookupInput,
+    TicketLookupTool,
     TicketUpdateInput,
     TicketUpdateOutput,
+    TicketUpdateTool,
     TicketView,
     transition_error,
 )
@@ -34,12 +36,8 @@ def _get_ticket(session: Session, ticket_id: str) -> SandboxTicket:
     return ticket
 
 
-class SandboxTicketLookup(Tool[TicketLookupInput, TicketView]):
-    name = "ticket_lookup"
-    description = "Look up a helpdesk ticket: subject, status, requester and tags."
-    input_model = TicketLookupInput
-    output_model = TicketView
-    side_effects = False
+class SandboxTicketLookup(TicketLookupTool):
+    adapter = "sandbox"
 
     def __init__(self, store: SandboxStore) -> None:
         self.store = store
@@ -49,12 +47,8 @@ class SandboxTicketLookup(Tool[TicketLookupInput, TicketView]):
             return _view(_get_ticket(session, args.ticket_id))
 
 
-class SandboxTicketUpdate(Tool[TicketUpdateInput, TicketUpdateOutput]):
-    name = "ticket_update"
-    description = "Change a ticket's status and/or add a public reply or internal note."
-    input_model = TicketUpdateInput
-    output_model = TicketUpdateOutput
-    side_effects = True
+class SandboxTicketUpdate(TicketUpdateTool):
+    adapter = "sandbox"
 
     def __init__(self, store: SandboxStore) -> None:
         self.store = store

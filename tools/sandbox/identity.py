@@ -8,14 +8,18 @@ from datetime import timedelta
 
 from sqlmodel import Session, select
 
-from tools.base import Tool, ToolContext, ToolError
+from tools.base import ToolContext, ToolError, derived_id
 from tools.contracts.identity import (
+    RESETTABLE_STATUSES,
     AccountLookupInput,
     AccountLookupOutput,
+    AccountLookupTool,
     PasswordResetInput,
     PasswordResetOutput,
+    PasswordResetTool,
     VerifyIdentityInput,
     VerifyIdentityOutput,
+    VerifyIdentityTool,
 )
 from tools.contracts.types import mask_email
 from tools.sandbox.models import (
@@ -31,16 +35,8 @@ RESET_LINK_TTL = timedelta(hours=1)
 RESET_URL = "https://sandbox.caseplan.local/reset?token="
 
 
-def _short_id(prefix: str, key: str) -> str:
-    return f"{prefix}_{hashlib.sha256(key.encode()).hexdigest()[:16]}"
-
-
-class SandboxAccountLookup(Tool[AccountLookupInput, AccountLookupOutput]):
-    name = "account_lookup"
-    description = "Find a customer account by email or user id (ABCD: pull-up-account)."
-    input_model = AccountLookupInput
-    output_model = AccountLookupOutput
-    side_effects = False
+class SandboxAccountLookup(AccountLookupTool):
+    adapter = "sandbox"
 
     def __init__(self, store: SandboxStore) -> None:
         self.store = store
@@ -58,26 +54,19 @@ class SandboxAccountLookup(Tool[AccountLookupInput, AccountLookupOutput]):
         )
 
 
-class SandboxVerifyIdentity(Tool[VerifyIdentityInput, VerifyIdentityOutput]):
-    name = "verify_identity"
-    description = (
-        "Check that the ticket's authenticated requester owns the account (ABCD: enter-details); "
-        "refuses otherwise."
-    )
-    input_model = VerifyIdentityInput
-    output_model = VerifyIdentityOutput
-    side_effects = False
+class SandboxVerifyIdentity(VerifyIdentityTool):
+    adapter = "sandbox"
 
     def __init__(self, store: SandboxStore) -> None:
         self.store = store
 
     def invoke(self, args: VerifyIdentityInput, ctx: ToolContext) -> VerifyIdentityOutput:
-        verification_id = _short_id("ver", ctx.idempotency_key)
+        verification_id = derived_id("ver", ctx.idempotency_key)
         with self.store.session() as session:
             user = session.get(SandboxUser, args.user_id)
             if user is None:
                 raise ToolError("permanent", f"account {args.user_id} not found", status_code=404)
-            verified = user.email == args.requester_email and user.status == "active"
+            verified = user.email == args.requester_email and user.status in RESETTABLE_STATUSES
             if session.get(SandboxVerification, verification_id) is None:
                 session.add(
                     SandboxVerification(
@@ -96,15 +85,8 @@ class SandboxVerifyIdentity(Tool[VerifyIdentityInput, VerifyIdentityOutput]):
         )
 
 
-class SandboxPasswordReset(Tool[PasswordResetInput, PasswordResetOutput]):
-    name = "password_reset"
-    description = (
-        "Send a password-reset link to the account's address on file (ABCD: make-password). "
-        "Needs a verification from verify_identity; never handles a password."
-    )
-    input_model = PasswordResetInput
-    output_model = PasswordResetOutput
-    side_effects = True
+class SandboxPasswordReset(PasswordResetTool):
+    adapter = "sandbox"
 
     def __init__(self, store: SandboxStore) -> None:
         self.store = store
@@ -119,10 +101,10 @@ class SandboxPasswordReset(Tool[PasswordResetInput, PasswordResetOutput]):
         user = session.get(SandboxUser, args.user_id)
         if user is None:
             raise ToolError("permanent", f"account {args.user_id} not found", status_code=404)
-        if user.status != "active":
+        if user.status not in RESETTABLE_STATUSES:
             raise ToolError("denied", f"account is {user.status}", status_code=403)
         token = secrets.token_urlsafe(24)
-        request_id = _short_id("rst", ctx.idempotency_key)
+        request_id = derived_id("rst", ctx.idempotency_key)
         expires_at = utcnow() + RESET_LINK_TTL
         session.add(
             SandboxResetRequest(
