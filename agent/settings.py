@@ -89,6 +89,19 @@ class PolicySettings(_Section):
     files: list[str] = []
 
 
+class RecordSettings(_Section):
+    """How the run record protects itself: PII masking, the PII vault, signed hash chains."""
+
+    mask_pii: bool = True
+    pii_kinds: list[Literal["email", "card", "iban", "national_id", "phone"]] = ["email", "card", "iban", "national_id", "phone"]
+    keep_originals: bool = True
+    vault_key_env: str = "CASEPLAN_RECORD_VAULT_KEY"
+    vault_key_file: str | None = None
+    signing_key_env: str = "CASEPLAN_RECORD_SIGNING_KEY"
+    require_signed: bool = False
+    auto_migrate: bool = True
+
+
 class Settings(_Section):
     """Everything caseplan reads from configuration, typed."""
 
@@ -105,6 +118,7 @@ class Settings(_Section):
     executor: ExecutorSettings = ExecutorSettings()
     catalogue: CatalogueSettings = CatalogueSettings()
     policies: PolicySettings = PolicySettings()
+    record: RecordSettings = RecordSettings()
 
     @property
     def data_path(self) -> Path:
@@ -121,6 +135,10 @@ class Settings(_Section):
     @property
     def checkpoint_path(self) -> Path:
         return Path(self.checkpoints.path) if self.checkpoints.path else self.data_path / "checkpoints.db"
+
+    @property
+    def vault_key_path(self) -> Path:
+        return Path(self.record.vault_key_file) if self.record.vault_key_file else self.data_path / "vault.key"
 
 
 class ConfigError(ValueError):
