@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import JSON, Column, Text, UniqueConstraint, bindparam, insert, update
@@ -143,32 +144,47 @@ class VaultEntry(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-@dataclass(frozen=True)
+_UNLOADED = object()
+
+
+@dataclass
 class RecordProtection:
-    """What the store does to what it writes: mask PII (sealing the originals) and sign the chain."""
+    """What the store does to what it writes: mask PII (sealing the originals) and sign the chain.
+
+    The vault key is loaded when first needed, so commands that never open or seal an original
+    work without it, and a writer creates the local key file only when it first seals one."""
 
     keyring: Keyring = field(default_factory=Keyring)
-    vault: Vault | None = None
     mask_kinds: tuple[str, ...] = ()
     keep_originals: bool = False
     vault_key_env: str = "the vault key variable"
+    vault_key_file: Path | None = None
+    writer: bool = False
     require_signed: bool = False
+    _vault: Any = field(default=_UNLOADED, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, writer: bool) -> RecordProtection:
-        """Keys come from the environment variables the settings name; a writer that keeps
-        originals creates the local vault key file on first use."""
+        """Keys come from the environment variables the settings name (the vault key may also
+        come from the key file)."""
         record = settings.record
         signing_key = os.environ.get(record.signing_key_env, "").strip()
-        keep = record.mask_pii and record.keep_originals
         return cls(
             keyring=Keyring(signing_key.encode() if signing_key else None, record.signing_key_env),
-            vault=load_vault(record.vault_key_env, settings.vault_key_path, create=writer and keep),
             mask_kinds=tuple(record.pii_kinds) if record.mask_pii else (),
-            keep_originals=keep,
+            keep_originals=record.mask_pii and record.keep_originals,
             vault_key_env=record.vault_key_env,
+            vault_key_file=settings.vault_key_path,
+            writer=writer,
             require_signed=record.require_signed,
         )
+
+    @property
+    def vault(self) -> Vault | None:
+        if self._vault is _UNLOADED:
+            create = self.writer and self.keep_originals
+            self._vault = load_vault(self.vault_key_env, self.vault_key_file, create=create) if self.vault_key_file else None
+        return self._vault
 
     def mask(self, data: Any) -> Any:
         return mask_record(data, self.mask_kinds) if self.mask_kinds else data
@@ -297,21 +313,21 @@ class RunStore:
             else:
                 versions = self.versions
                 digest = event_digest(signer, prev, run_id, seq, kind, node, masked, versions, created)
-            event = RunEvent(
-                run_id=run_id,
-                seq=seq,
-                kind=kind,
-                node=node,
-                payload=masked,
-                created_at=created,
-                prev_hash=prev,
-                hash=digest,
-                versions=versions,
-            )
-            conn.execute(self._insert_event, event.model_dump(exclude={"id"}))
+            row = {
+                "run_id": run_id,
+                "seq": seq,
+                "kind": kind,
+                "node": node,
+                "payload": masked,
+                "created_at": created,
+                "prev_hash": prev,
+                "hash": digest,
+                "versions": versions,
+            }
+            conn.execute(self._insert_event, row)
             if sealed:
                 conn.execute(self._insert_sealed, sealed)
-        return event
+        return RunEvent.model_construct(**row)  # validated parts only: constructing a table model costs more than the insert
 
     def _load_chain(self, run_id: str) -> tuple[int, Signer]:
         """A run's record format and signer never change, so they are read once per run."""

@@ -31,7 +31,7 @@ from pydantic import BaseModel
 from sqlalchemy.pool import StaticPool
 from sqlmodel import SQLModel, create_engine
 
-from agent.audit import AuditSource, RunQuery, VerifyReport, clip, load_run, run_ids, sealed_entries, summarize, verify_recorded
+from agent.audit import AuditSource, RunQuery, clip, load_run, run_ids, sealed_entries, summarize, verify_recorded
 from agent.executor import Executor
 from agent.graph import GraphDeps, build_graph
 from agent.integrity import RecordedRun, RecordError, RunInProgress
@@ -41,6 +41,7 @@ from agent.routing import RouteDecision
 from agent.runtime import Runtime
 from agent.schema import MANAGED_TABLES
 from agent.tickets import Ticket
+from agent.vault import VaultTampered
 from plans.models import Template, canonical_json
 from tools.base import Tool, ToolContext, ToolError
 from tools.registry import ToolRegistry
@@ -355,14 +356,16 @@ class Replayer:
         run = load_run(self.source, run_id)
         integrity = verify_recorded(self.source, run)
         if integrity.status != "verified":
-            return self._tampered(integrity)
+            return self._tampered(run_id, integrity.message)
         if run.record_version < 2:
             raise RecordError(
                 f"run {run_id} was recorded in record format {run.record_version} (before masked payloads and "
                 "escalation events), which replay cannot reproduce; `caseplan audit verify` still checks it"
             )
-        open_sealed = self._opener(run)
-        recorded, notes = recorded_events(run, open_sealed)
+        try:
+            recorded, notes = recorded_events(run, self._opener(run))
+        except VaultTampered as exc:
+            return self._tampered(run_id, str(exc))
         recorded_versions, current = run.versions or {}, self.scratch.store.versions or {}
         changed = sorted(k for k in set(recorded_versions) | set(current) if recorded_versions.get(k) != current.get(k))
         if changed:
@@ -500,13 +503,9 @@ class Replayer:
             notes=notes,
         )
 
-    def _tampered(self, integrity: VerifyReport) -> ReplayReport:
-        return ReplayReport(
-            run_id=integrity.run_id,
-            mode=self.mode,
-            status="tampered",
-            message=f"the record fails verification, so it is not replayed: {integrity.message}",
-        )
+    def _tampered(self, run_id: str, problem: str) -> ReplayReport:
+        message = f"the record fails verification, so it is not replayed: {problem}"
+        return ReplayReport(run_id=run_id, mode=self.mode, status="tampered", message=message)
 
     def replay_many(self, query: RunQuery) -> ReplaySummary:
         started = time.perf_counter()

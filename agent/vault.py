@@ -37,6 +37,10 @@ DROPPED = "dropped"
 _MACHINE_ID = re.compile(r"(?:[a-z]+_)?[0-9a-f]{16,}")
 
 
+class VaultTampered(RecordError):
+    """A sealed original that does not open under the right key: moved, altered or re-bound."""
+
+
 def mask_record(value: Any, kinds: Iterable[str]) -> Any:
     """`mask_text` on every string of JSON-like data except machine identifiers."""
     kinds = tuple(kinds)
@@ -89,7 +93,7 @@ class Vault:
             raw = base64.urlsafe_b64decode(sealed.encode())
             return json.loads(self._aead.decrypt(raw[:12], raw[12:], self._bound_to(ref, masked)))
         except (InvalidTag, binascii.Error, ValueError):
-            raise RecordError(f"{ref}: the sealed original does not open here (moved, altered, or its masked form was edited)") from None
+            raise VaultTampered(f"{ref}: the sealed original does not open here (moved, altered, or its masked form was edited)") from None
 
 
 def load_vault(key_env: str, key_file: Path, *, create: bool) -> Vault | None:
