@@ -84,7 +84,7 @@ class Keyring:
             raise RecordError(f"run {run_id}: unknown hash chain {chain!r}")
         needed = chain.split(":", 1)[1]
         if self.writer.chain == PLAIN_CHAIN:
-            raise KeyUnavailable(f"run {run_id} is signed (HMAC-SHA256, key id {needed}); set {self.key_env} to verify it")
+            raise KeyUnavailable(f"run {run_id} is signed (HMAC-SHA256, key id {needed}); set {self.key_env} to check or extend it")
         have = self.writer.chain.split(":", 1)[1]
         raise KeyUnavailable(f"run {run_id} is signed with key id {needed}, but {self.key_env} holds key id {have}")
 

@@ -29,7 +29,6 @@ from agent.integrity import (
     PLAIN_CHAIN,
     RECORD_VERSION,
     Keyring,
-    KeyUnavailable,
     RecordError,
     Signer,
     event_digest,
@@ -293,7 +292,7 @@ class RunStore:
                 root = last_hash
             else:
                 sealed = run_outcome(run_id, {**dict(row), **fields}, last_seq, row["record_version"], row["chain"])
-                root = root_digest(self._signer(run_id, row["chain"]), last_hash, sealed)
+                root = root_digest(self.protection.keyring.signer_for(run_id, row["chain"]), last_hash, sealed)
             conn.execute(update(self._runs).where(self._runs.c.id == run_id).values(**fields, root_hash=root, updated_at=utcnow()))
         return root
 
@@ -335,13 +334,7 @@ class RunStore:
             row = conn.execute(self._run_chain, {"run_id": run_id}).first()
         if row is None:
             raise UnknownRunError(run_id)
-        return row.record_version, self._signer(run_id, row.chain)
-
-    def _signer(self, run_id: str, chain: str) -> Signer:
-        try:
-            return self.protection.keyring.signer_for(run_id, chain)
-        except KeyUnavailable as exc:
-            raise KeyUnavailable(f"cannot extend {exc}") from None
+        return row.record_version, self.protection.keyring.signer_for(run_id, row.chain)
 
     def _sealed(self, ref: str) -> VaultEntry | None:
         with Session(self.engine) as session:
