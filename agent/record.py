@@ -55,7 +55,6 @@ EVENT_KINDS = (
     "reply",
     "error",
 )
-__all__ = ["GENESIS_HASH", "RECORD_VERSION", "RecordError"]
 
 
 def utcnow() -> datetime:
@@ -160,7 +159,7 @@ class RecordProtection:
     vault_key_file: Path | None = None
     writer: bool = False
     require_signed: bool = False
-    _vault: Any = field(default=_UNLOADED, repr=False)
+    _vault: Any = field(default=_UNLOADED, init=False, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, writer: bool) -> RecordProtection:

@@ -316,6 +316,7 @@ class Scratch:
 
     store: RunStore
     ledger: SideEffectLedger
+    checkpoints: InMemorySaver
     graph: Any
 
     @classmethod
@@ -325,8 +326,9 @@ class Scratch:
         store.versions = runtime.store.versions  # as taken when the runtime was built, like a recording run's
         ledger = SideEffectLedger(engine)
         executor = Executor(registry, ledger, runtime.settings.executor, sleep=lambda _: None)  # recorded retries need no waiting
-        graph = build_graph(GraphDeps(store, router, planner, runtime.policy, executor), InMemorySaver())
-        return cls(store, ledger, graph)
+        checkpoints = InMemorySaver()
+        graph = build_graph(GraphDeps(store, router, planner, runtime.policy, executor), checkpoints)
+        return cls(store, ledger, checkpoints, graph)
 
     def clear(self) -> None:
         with self.store.engine.begin() as conn:
@@ -395,7 +397,8 @@ class Replayer:
                 scratch.ledger.finish(result["idempotency_key"], output=result["output"])
         ticket = self.tape.ticket
         scratch.store.create_run(ticket, scratch.store.versions or {}, run_id=run.id)
-        config = {"configurable": {"thread_id": f"replay-{uuid.uuid4().hex}"}}
+        thread = f"replay-{uuid.uuid4().hex}"
+        config = {"configurable": {"thread_id": thread}}
         stopped = None
         try:
             state = scratch.graph.invoke({"run_id": run.id, "ticket": ticket}, config, durability="exit")
@@ -404,6 +407,8 @@ class Replayer:
                 state = scratch.graph.invoke(Command(resume=answer), config, durability="exit")
         except ReplayStop as exc:
             stopped = str(exc)
+        finally:
+            scratch.checkpoints.delete_thread(thread)  # `--all` over many runs stays in bounded memory
         events = [{"seq": e.seq, "kind": e.kind, "node": e.node, "payload": e.payload} for e in scratch.store.events(run.id)]
         row = scratch.store.get_run(run.id)
         outcome = {"status": "stopped" if stopped else row.status, "template": row.template}

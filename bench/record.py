@@ -33,7 +33,7 @@ from agent.record import RecordProtection
 from agent.runner import Runner
 from agent.runtime import Runtime
 from agent.settings import load_settings
-from bench.orchestration import TICKETS, ReplayRouter, ReplaySlotModel, percentile, settings_for
+from bench.orchestration import TICKETS, ReplayRouter, ReplaySlotModel, percentile, served_decisions, settings_for
 from bench.results import write_result
 from tools.sandbox.seed import seed_demo
 
@@ -119,13 +119,7 @@ def main() -> None:
         root = Path(tmp)
         warm = Runtime.build(settings_for(root / "warm"))
         seed_demo(warm.sandbox)
-        decisions = {t.text: warm.router.route(t) for t in TICKETS}
-        answers = {}
-        for ticket in TICKETS:
-            template = warm.catalogue.get(decisions[ticket.text].template or "escalate")
-            fill = warm.planner.filler.fill(template, ticket, {"reason": "out_of_scope", "summary": "s"})
-            if fill.model_calls:
-                answers[ticket.text] = fill.model_calls[-1]
+        decisions, answers = served_decisions(warm)
         runtimes = {
             "full_record": build(root / "full", warm, decisions, answers),
             "full_record_hmac": build(root / "hmac", warm, decisions, answers, signed=True),

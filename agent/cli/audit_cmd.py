@@ -27,7 +27,7 @@ from agent.audit import (
     verify_run,
     verify_runs,
 )
-from agent.cli.common import FOUND_PROBLEMS, echo_json, fail, state, with_errors
+from agent.cli.common import FOUND_PROBLEMS, USAGE_ERROR, echo_json, fail, state, with_errors
 from agent.vault import Vault
 
 app = typer.Typer(help="Read, verify and export the run record (read-only).", no_args_is_help=True)
@@ -131,7 +131,7 @@ def _finish(summary: VerifySummary, as_json: bool) -> None:
     if summary.tampered:
         raise typer.Exit(FOUND_PROBLEMS)
     if summary.unverifiable:
-        raise typer.Exit(2)
+        raise typer.Exit(USAGE_ERROR)
 
 
 @app.command("verify")
