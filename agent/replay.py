@@ -36,6 +36,7 @@ from agent.executor import Executor
 from agent.graph import GraphDeps, build_graph
 from agent.integrity import RecordedRun, RecordError, RunInProgress
 from agent.models.calls import ModelCall
+from agent.models.local import ModelUnavailable
 from agent.record import RunStore, SideEffectLedger
 from agent.routing import RouteDecision
 from agent.runtime import Runtime
@@ -127,6 +128,7 @@ class Tape:
     slot_calls: list[dict[str, Any]]
     results: list[dict[str, Any]]
     answers: list[Any]
+    unavailable: list[str]
     live: bool
     used: set[int] = field(default_factory=set)
     open_calls: dict[str, list[Any]] = field(default_factory=dict)
@@ -150,6 +152,11 @@ class Tape:
             slot_calls=slot_calls,
             results=[e["payload"] for e in events if e["kind"] == "tool_result"],
             answers=[e["payload"].get("answer") for e in events if e["kind"] == "approval"],
+            unavailable=[  # the slot model could not be loaded: no call was recorded, the plan escalated
+                e["payload"].get("detail", "")
+                for e in events
+                if e["kind"] == "escalation" and e["payload"].get("reason") == "model_unavailable" and e["payload"].get("stage") == "plan"
+            ],
             live=live,
         )
 
@@ -162,6 +169,8 @@ class Tape:
         return RouteDecision.model_validate({**self.routes.pop(0), "model_calls": calls})
 
     def slot_call(self, names: list[str]) -> ModelCall:
+        if not self.slot_calls and self.unavailable:
+            raise ModelUnavailable(self.unavailable.pop(0))
         if not self.slot_calls:
             raise ReplayStop(f"the planner asked the slot model for {names}, but the record has no further model call")
         return ModelCall.model_validate(self.slot_calls.pop(0))
@@ -337,6 +346,10 @@ class Scratch:
                     conn.execute(table.delete())
 
 
+def _model_outputs(events: list[dict[str, Any]]) -> list[tuple[Any, Any]]:
+    return [(e["payload"].get("purpose"), e["payload"].get("output")) for e in events if e["kind"] == "model_call"]
+
+
 class Replayer:
     """Replays recorded runs through this runtime's graph, catalogue and policies."""
 
@@ -493,6 +506,10 @@ class Replayer:
         mask = self.source.protection.mask
         before, after = decisions(recorded, recorded_outcome), decisions(replayed, outcome)
         changes = [DecisionChange(decision=k, recorded=mask(before[k]), replayed=mask(after[k])) for k in before if before[k] != after[k]]
+        said, says = _model_outputs(recorded), _model_outputs(replayed)
+        if said != says:
+            differing = sum(a != b for a, b in zip(said, says, strict=False)) + abs(len(said) - len(says))
+            notes = [*notes, f"the models answered differently ({differing} of {max(len(said), len(says))} calls)"]
         if not changes and stopped is None:
             message = f"run {run_id}: every decision is unchanged with the current models, catalogue and policies"
             return ReplayReport(run_id=run_id, mode="live", status="unchanged", message=message, timeline=timeline, notes=notes)

@@ -86,6 +86,20 @@ def test_a_run_that_waited_for_approval_replays_with_the_recorded_answer(tmp_pat
     runtime.engine.dispose()
 
 
+def test_a_run_whose_model_was_unavailable_replays_exactly(tmp_path, database_env, embedder, monkeypatch):
+    runtime = Runtime.build(
+        make_settings(tmp_path / "data", CASEPLAN__LOCAL_MODEL__PATH=str(tmp_path / "missing.gguf"), **database_env), embedder=embedder
+    )
+    seed_demo(runtime.sandbox)
+    result = Runner(runtime).submit(CLOSE_TICKET)  # its plan asks the local model for a slot
+    assert result.status == "escalated" and result.escalation["reason"] == "model_unavailable"
+    with world_out_of_reach(monkeypatch, runtime.registry) as reached:
+        report = Replayer(runtime, AuditSource.open(runtime.settings)).replay(result.run_id)
+    assert reached == []
+    assert report.status == "reproduced", report.message
+    runtime.engine.dispose()
+
+
 FLAKY_TEMPLATE = """
 name: flaky_note
 version: 1

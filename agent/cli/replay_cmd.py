@@ -45,6 +45,9 @@ def print_summary(summary: ReplaySummary) -> None:
     for report in summary.reports:
         if not report.ok:
             print_report(report, timeline=False)
+        elif summary.mode == "live":  # decisions held; say what else moved (versions, model answers)
+            for note in report.notes:
+                typer.echo(f"note: {report.run_id}: {note}")
     for skip in summary.skipped:
         typer.echo(f"skipped: {skip.reason}")
     good = "reproduced" if summary.mode == "strict" else "unchanged"
