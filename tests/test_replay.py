@@ -16,7 +16,7 @@ from agent.runner import Runner
 from agent.runtime import Runtime
 from agent.tooling import registry_from_settings
 from tests.conftest import make_settings
-from tests.record_support import CLOSE_TICKET, TICKETS, cli_env, invoke, record, world_out_of_reach
+from tests.record_support import CLOSE_TICKET, TICKETS, TIEBREAK_TICKET, cli_env, invoke, record, world_out_of_reach
 from tests.tooling_doubles import CountingSideEffect
 from tools.base import ToolError
 from tools.sandbox.seed import seed_demo
@@ -163,33 +163,45 @@ def test_a_crash_resumed_run_replays_exactly(tmp_path, monkeypatch):
     assert any("interrupted (crash) and resumed" in note for note in report.notes)
 
 
+def recorded_route(runtime, run_id):
+    return next(e.payload for e in runtime.store.events(run_id) if e.kind == "route")
+
+
 @pytest.mark.slow
-def test_live_replay_names_the_runs_a_new_routing_threshold_changes(runner, runtime, settings, embedder, local_model):
-    ids = [runner.submit(ticket).run_id for ticket in TICKETS if ticket is not CLOSE_TICKET]  # its slot model call is slow here
+def test_live_replay_names_the_runs_a_new_threshold_or_model_changes(runner, runtime, settings, embedder, local_model):
+    tickets = [ticket for ticket in TICKETS if ticket is not CLOSE_TICKET] + [TIEBREAK_TICKET]  # the close ticket's slot call is slow here
+    ids = [runner.submit(ticket).run_id for ticket in tickets]
     source = AuditSource.open(settings)
     same = Replayer(runtime, source, live=True).replay_many(RunQuery())
     assert (same.ok, same.failed) == (len(ids), 0), [r.message for r in same.reports if not r.ok]
 
+    def live_with(**env):
+        changed = Runtime.build(make_settings(settings.data_path, **cli_env(settings), **env), embedder=embedder, local_model=local_model)
+        summary = Replayer(changed, source, live=True).replay_many(RunQuery())
+        return {report.run_id: report for report in summary.reports if report.status == "changed"}
+
     threshold = 0.8
-    stricter = Runtime.build(
-        make_settings(settings.data_path, CASEPLAN__ROUTER__MIN_SIMILARITY=str(threshold), **cli_env(settings)),
-        embedder=embedder,
-        local_model=local_model,
-    )
-    drift = Replayer(stricter, source, live=True).replay_many(RunQuery())
-    changed = {report.run_id for report in drift.reports if report.status == "changed"}
-
-    def best_similarity(run_id):
-        route = next(e.payload for e in runtime.store.events(run_id) if e.kind == "route")
-        return route["candidates"][0]["score"] if route["candidates"] else route["confidence"]
-
-    expected = {run_id for run_id in ids if best_similarity(run_id) < threshold}
+    stricter = live_with(CASEPLAN__ROUTER__MIN_SIMILARITY=str(threshold))
+    best = {run_id: (recorded_route(runtime, run_id)["candidates"] or [{"score": 0.0}])[0]["score"] for run_id in ids}
+    expected = {run_id for run_id in ids if best[run_id] < threshold}
     assert 0 < len(expected) < len(ids)
-    assert changed == expected
-    for report in drift.reports:
-        if report.run_id in changed and best_similarity(report.run_id) >= 0.55:  # routed before, out of scope now
+    assert set(stricter) == expected
+    for run_id, report in stricter.items():
+        if best[run_id] >= 0.55:  # routed before, out of scope now
             route = next(c for c in report.changes if c.decision == "route")
             assert route.replayed == [{"template": None, "reason": "out_of_scope"}]
+
+    # Without the model, a tie goes to the nearest template: only runs where the model chose otherwise change.
+    without_model = live_with(CASEPLAN__ROUTER__USE_MODEL_TIEBREAK="false")
+    overruled = {
+        run_id
+        for run_id in ids
+        if recorded_route(runtime, run_id)["method"] == "model_tiebreak"
+        and recorded_route(runtime, run_id)["template"] != recorded_route(runtime, run_id)["candidates"][0]["template"]
+    }
+    assert overruled, "the local model agreed with the nearest template on the tie ticket; pick a ticket where it does not"
+    assert set(without_model) == overruled
+    assert all(report.changes[0].decision == "route" for report in without_model.values())
 
     result = invoke(cli_env(settings, CASEPLAN__ROUTER__MIN_SIMILARITY=str(threshold)), "replay", "--all", "--live")
     assert result.exit_code == 1
