@@ -176,7 +176,8 @@ def _runs_query(query: RunQuery) -> Any:
 
 
 def list_runs(source: AuditSource, query: RunQuery) -> list[RunSummary]:
-    statement = _runs_query(query)
+    columns = Run.__table__.c
+    statement = _runs_query(query).with_only_columns(*(columns[name] for name in RunSummary.model_fields))  # no JSON to decode
     if query.limit:
         statement = statement.limit(query.limit)
     with source.engine.connect() as conn:
