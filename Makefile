@@ -25,6 +25,7 @@ $(STAMP): pyproject.toml
 
 bench: install
 	$(BIN)/python -m bench.orchestration
+	$(BIN)/python -m bench.record
 
 clean:
 	rm -rf $(VENV) .caseplan

@@ -108,6 +108,8 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
         escalation = state.get("escalation")
         route_info = state.get("route") or {}
         template = ESCALATE_TEMPLATE if escalation else route_info["template"]
+        if escalation:
+            event(state, "escalation", "plan", escalation)
         reason = escalation["reason"] if escalation else route_info.get("reason")
         detail = escalation["detail"] if escalation else ""
         context = {"reason": reason, "summary": escalation_summary(ticket, reason or "customer_request", detail)}
@@ -151,6 +153,8 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
             return _escalate("policy_denied", detail, "check")
         if verdict.decision == "needs_approval":
             store.update_run(state["run_id"], status="waiting_approval")
+            pending = [step.model_dump(mode="json") for step in verdict.blocking]
+            store.request_approval(state["run_id"], state["plan_hash"], pending)
         return {"verdict": verdict.model_dump(mode="json")}
 
     def approval(state: RunState) -> dict[str, Any]:
@@ -206,7 +210,7 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
         else:
             status = "completed"
         escalation = state.get("escalation") or {}
-        store.update_run(
+        store.finish_run(
             state["run_id"],
             status=status,
             template=(built or {}).get("template"),
@@ -217,7 +221,6 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
             if status == "escalated"
             else None,
             error=state.get("error"),
-            root_hash=store.last_event_hash(state["run_id"]),
         )
         return {"status": status}
 

@@ -1,19 +1,44 @@
-"""The run record: runs, their ordered hash-chained events, stored plans and the side-effect
-ledger. Complete enough that an auditor can rebuild every decision without the live system."""
+"""The run record: runs, their ordered hash-chained events, stored plans, approvals, the
+side-effect ledger and the PII vault. Complete enough that an auditor can rebuild every
+decision without the live system (docs/audit.md).
+
+What is stored is masked (`agent.vault`) and chained (`agent.integrity`): each event's hash
+covers the one before it, and a finished run is sealed with a root hash over its last event
+and its outcome.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint, bindparam, insert, update
+from sqlalchemy import JSON, Column, Text, UniqueConstraint, bindparam, insert, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, select
 
+from agent.integrity import (
+    GENESIS_HASH,
+    PLAIN_CHAIN,
+    RECORD_VERSION,
+    Keyring,
+    RecordError,
+    Signer,
+    event_digest,
+    legacy_event_hash,
+    root_digest,
+    run_outcome,
+)
+from agent.schema import ensure_schema
+from agent.settings import Settings
+from agent.vault import DROPPED, Vault, load_vault, mask_record, reveal
 from plans.models import Plan, canonical_json
 
 RUN_STATUSES = ("received", "running", "waiting_approval", "completed", "escalated", "failed")
@@ -30,7 +55,6 @@ EVENT_KINDS = (
     "reply",
     "error",
 )
-GENESIS_HASH = "0" * 64
 
 
 def utcnow() -> datetime:
@@ -52,6 +76,9 @@ class Run(SQLModel, table=True):
     root_hash: str | None = None
     created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
+    # The database default marks rows written before format 2 existed as format 1.
+    record_version: int = Field(default=RECORD_VERSION, sa_column_kwargs={"server_default": "1"})
+    chain: str = Field(default=PLAIN_CHAIN, sa_column_kwargs={"server_default": PLAIN_CHAIN})
 
 
 class RunEvent(SQLModel, table=True):
@@ -65,6 +92,7 @@ class RunEvent(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     prev_hash: str
     hash: str
+    versions: dict | None = Field(default=None, sa_column=Column(JSON))
 
 
 class StoredPlan(SQLModel, table=True):
@@ -89,9 +117,91 @@ class SideEffect(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
-def event_hash(prev_hash: str, seq: int, kind: str, node: str, payload: dict[str, Any], created_at: datetime) -> str:
-    body = canonical_json({"seq": seq, "kind": kind, "node": node, "payload": payload, "at": created_at.isoformat()})
-    return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
+class Approval(SQLModel, table=True):
+    """A person's decision a run waits for: the steps policy marked needs_approval, then the answer."""
+
+    id: str = Field(primary_key=True)
+    run_id: str = Field(foreign_key="run.id", index=True)
+    plan_hash: str
+    steps: list = Field(sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="pending", index=True)  # pending | approved | rejected
+    requested_at: datetime = Field(default_factory=utcnow)
+    decided_at: datetime | None = None
+    decided_by: str | None = None
+    note: str | None = None
+
+
+class VaultEntry(SQLModel, table=True):
+    """The sealed original of one masked thing: `run:<id>:ticket`, `event:<run>:<seq>`, `plan:<hash>`."""
+
+    __tablename__ = "piivault"
+    ref: str = Field(primary_key=True)
+    run_id: str | None = Field(default=None, index=True)
+    key_id: str
+    sealed: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+_UNLOADED = object()
+
+
+@dataclass
+class RecordProtection:
+    """What the store does to what it writes: mask PII (sealing the originals) and sign the chain.
+
+    The vault key is loaded when first needed, so commands that never open or seal an original
+    work without it, and a writer creates the local key file only when it first seals one."""
+
+    keyring: Keyring = field(default_factory=Keyring)
+    mask_kinds: tuple[str, ...] = ()
+    keep_originals: bool = False
+    vault_key_env: str = "the vault key variable"
+    vault_key_file: Path | None = None
+    writer: bool = False
+    require_signed: bool = False
+    _vault: Any = field(default=_UNLOADED, init=False, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, writer: bool) -> RecordProtection:
+        """Keys come from the environment variables the settings name (the vault key may also
+        come from the key file)."""
+        record = settings.record
+        signing_key = os.environ.get(record.signing_key_env, "").strip()
+        return cls(
+            keyring=Keyring(signing_key.encode() if signing_key else None, record.signing_key_env),
+            mask_kinds=tuple(record.pii_kinds) if record.mask_pii else (),
+            keep_originals=record.mask_pii and record.keep_originals,
+            vault_key_env=record.vault_key_env,
+            vault_key_file=settings.vault_key_path,
+            writer=writer,
+            require_signed=record.require_signed,
+        )
+
+    @property
+    def vault(self) -> Vault | None:
+        if self._vault is _UNLOADED:
+            create = self.writer and self.keep_originals
+            self._vault = load_vault(self.vault_key_env, self.vault_key_file, create=create) if self.vault_key_file else None
+        return self._vault
+
+    def mask(self, data: Any) -> Any:
+        return mask_record(data, self.mask_kinds) if self.mask_kinds else data
+
+    def protect(self, ref: str, run_id: str | None, plain: Any) -> tuple[Any, dict[str, Any] | None]:
+        """The masked form to store, and the vault row for the original when masking changed it."""
+        masked = self.mask(plain)
+        if masked == plain:
+            return plain, None
+        row = {"ref": ref, "run_id": run_id, "created_at": utcnow()}
+        if self.keep_originals and self.vault is not None:
+            return masked, row | {"key_id": self.vault.key_id, "sealed": self.vault.seal(ref, plain, masked)}
+        return masked, row | {"key_id": DROPPED, "sealed": ""}
+
+    def reveal(self, entry: VaultEntry | None, masked: Any) -> Any:
+        """The original behind `masked` (itself, when nothing was sealed)."""
+        if entry is None:
+            return masked
+        return reveal(self.vault, self.vault_key_env, entry.ref, entry.key_id, entry.sealed, masked)
 
 
 class UnknownRunError(KeyError):
@@ -105,35 +215,47 @@ class UnknownRunError(KeyError):
 
 class RunStore:
     """Writes and reads the record. Hot-path writes use SQLAlchemy Core on the same tables:
-    one short transaction each, no ORM unit of work."""
+    one short transaction each, no ORM unit of work. Payloads, tickets and plans are masked
+    before they are stored; each event is chained with the signer its run was created under."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, protection: RecordProtection | None = None, *, migrate: bool = True) -> None:
         self.engine = engine
-        SQLModel.metadata.create_all(engine)
+        self.protection = protection or RecordProtection()
+        self.versions: dict[str, str] | None = None  # the runtime's versions, stored with each event
+        ensure_schema(engine, upgrade=migrate)
         runs, events = Run.__table__, RunEvent.__table__
-        self._runs, self._events = runs, events
+        self._runs, self._events, self._vault = runs, events, VaultEntry.__table__
         # Built once: constructing statements per call costs more than SQLite's own work.
         self._insert_run = insert(runs)
         self._insert_event = insert(events)
+        self._insert_sealed = insert(self._vault)
         self._chain_head = (
             select(events.c.seq, events.c.hash)
             .where(events.c.run_id == bindparam("run_id"))
             .order_by(events.c.seq.desc())
             .limit(1)
         )
+        self._run_chain = select(runs.c.record_version, runs.c.chain).where(runs.c.id == bindparam("run_id"))
+        self._chains = lru_cache(maxsize=1024)(self._load_chain)
 
     def create_run(self, ticket: dict[str, Any], versions: dict[str, str], run_id: str | None = None) -> Run:
         now = utcnow()
+        run_id = run_id or f"run_{uuid.uuid4().hex[:20]}"
+        masked, sealed = self.protection.protect(f"run:{run_id}:ticket", run_id, _plain(ticket))
         run = Run(
-            id=run_id or f"run_{uuid.uuid4().hex[:20]}",
-            ticket=ticket,
+            id=run_id,
+            ticket=masked,
             ticket_id=ticket.get("ticket_id"),
             versions=versions,
             created_at=now,
             updated_at=now,
+            record_version=RECORD_VERSION,
+            chain=self.protection.keyring.writer.chain,
         )
         with self.engine.begin() as conn:
             conn.execute(self._insert_run, run.model_dump())
+            if sealed:
+                conn.execute(self._insert_sealed, sealed)
         return run
 
     def get_run(self, run_id: str) -> Run:
@@ -143,6 +265,11 @@ class RunStore:
             raise UnknownRunError(run_id)
         return run
 
+    def original_ticket(self, run_id: str) -> dict[str, Any]:
+        """The ticket as the customer wrote it (the stored one is masked): what resume re-drives."""
+        run = self.get_run(run_id)
+        return self.protection.reveal(self._sealed(f"run:{run_id}:ticket"), run.ticket)
+
     def update_run(self, run_id: str, **fields: Any) -> None:
         with self.engine.begin() as conn:
             changed = conn.execute(
@@ -151,34 +278,69 @@ class RunStore:
         if not changed:
             raise UnknownRunError(run_id)
 
+    def finish_run(self, run_id: str, **outcome: Any) -> str:
+        """Store the run's outcome and seal it: the root hash covers the last event and the outcome."""
+        fields = {key: self.protection.mask(_plain(value)) for key, value in outcome.items()}
+        with self.engine.begin() as conn:
+            row = conn.execute(select(self._runs).where(self._runs.c.id == run_id)).mappings().first()
+            if row is None:
+                raise UnknownRunError(run_id)
+            head = conn.execute(self._chain_head, {"run_id": run_id}).first()
+            last_seq, last_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
+            if row["record_version"] == 1:
+                root = last_hash
+            else:
+                sealed = run_outcome(run_id, {**dict(row), **fields}, last_seq, row["record_version"], row["chain"])
+                root = root_digest(self.protection.keyring.signer_for(run_id, row["chain"]), last_hash, sealed)
+            conn.execute(update(self._runs).where(self._runs.c.id == run_id).values(**fields, root_hash=root, updated_at=utcnow()))
+        return root
+
     def append_event(self, run_id: str, kind: str, node: str, payload: dict[str, Any]) -> RunEvent:
-        """Append one event, chained to the previous event's hash, in one transaction."""
+        """Append one event, masked and chained to the previous event's hash, in one transaction."""
         if kind not in EVENT_KINDS:
             raise ValueError(f"unknown event kind {kind!r}")
-        payload = _plain(payload)
+        plain = _plain(payload)
+        record_version, signer = self._chains(run_id)
         with self.engine.begin() as conn:
             last = conn.execute(self._chain_head, {"run_id": run_id}).first()
             seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS_HASH)
+            masked, sealed = self.protection.protect(f"event:{run_id}:{seq}", run_id, plain)
             created = utcnow()
-            event = RunEvent(
-                run_id=run_id,
-                seq=seq,
-                kind=kind,
-                node=node,
-                payload=payload,
-                created_at=created,
-                prev_hash=prev,
-                hash=event_hash(prev, seq, kind, node, payload, created),
-            )
-            conn.execute(self._insert_event, event.model_dump(exclude={"id"}))
-        return event
+            if record_version == 1:
+                digest, versions = legacy_event_hash(prev, seq, kind, node, masked, created), None
+            else:
+                versions = self.versions
+                digest = event_digest(signer, prev, run_id, seq, kind, node, masked, versions, created)
+            row = {
+                "run_id": run_id,
+                "seq": seq,
+                "kind": kind,
+                "node": node,
+                "payload": masked,
+                "created_at": created,
+                "prev_hash": prev,
+                "hash": digest,
+                "versions": versions,
+            }
+            conn.execute(self._insert_event, row)
+            if sealed:
+                conn.execute(self._insert_sealed, sealed)
+        return RunEvent.model_construct(**row)  # validated parts only: constructing a table model costs more than the insert
 
-    def last_event_hash(self, run_id: str) -> str | None:
+    def _load_chain(self, run_id: str) -> tuple[int, Signer]:
+        """A run's record format and signer never change, so they are read once per run."""
         with self.engine.connect() as conn:
-            head = conn.execute(self._chain_head, {"run_id": run_id}).first()
-        return head.hash if head else None
+            row = conn.execute(self._run_chain, {"run_id": run_id}).first()
+        if row is None:
+            raise UnknownRunError(run_id)
+        return row.record_version, self.protection.keyring.signer_for(run_id, row.chain)
+
+    def _sealed(self, ref: str) -> VaultEntry | None:
+        with Session(self.engine) as session:
+            return session.get(VaultEntry, ref)
 
     def events(self, run_id: str) -> Sequence[RunEvent]:
+        """The run's events as stored (masked), in order."""
         with Session(self.engine) as session:
             return session.exec(select(RunEvent).where(RunEvent.run_id == run_id).order_by(RunEvent.seq)).all()
 
@@ -187,24 +349,62 @@ class RunStore:
         table = StoredPlan.__table__
         with self.engine.begin() as conn:
             if conn.execute(select(table.c.hash).where(table.c.hash == digest)).first() is None:
-                conn.execute(
-                    insert(table).values(hash=digest, template=plan.template, body=plan.model_dump(mode="json"), created_at=utcnow())
-                )
+                body, sealed = self.protection.protect(f"plan:{digest}", None, plan.model_dump(mode="json"))
+                conn.execute(insert(table).values(hash=digest, template=plan.template, body=body, created_at=utcnow()))
+                if sealed:
+                    conn.execute(self._insert_sealed, sealed)
         return digest
 
     def load_plan(self, digest: str) -> Plan:
+        """The plan as compiled (unmasked through the vault); its hash is checked on the way out."""
         with Session(self.engine) as session:
             stored = session.get(StoredPlan, digest)
         if stored is None:
             raise KeyError(digest)
-        return Plan.model_validate(stored.body)
+        plan = Plan.model_validate(self.protection.reveal(self._sealed(f"plan:{digest}"), stored.body))
+        if plan.hash != digest:
+            raise RecordError(f"stored plan {digest[:12]}: its body does not hash to its id (altered)")
+        return plan
 
     def list_runs(self, limit: int = 50) -> Sequence[Run]:
         with Session(self.engine) as session:
             return session.exec(select(Run).order_by(Run.created_at.desc()).limit(limit)).all()
 
+    def request_approval(self, run_id: str, plan_hash: str, steps: list[dict[str, Any]]) -> Approval:
+        """The pending approval for this run's plan; created once, however often it is asked for."""
+        approval_id = f"apr_{hashlib.sha256(f'{run_id}:{plan_hash}'.encode()).hexdigest()[:16]}"
+        with Session(self.engine, expire_on_commit=False) as session:
+            existing = session.get(Approval, approval_id)
+            if existing is not None:
+                return existing
+            approval = Approval(id=approval_id, run_id=run_id, plan_hash=plan_hash, steps=_plain(steps))
+            session.add(approval)
+            session.commit()
+            return approval
 
-def _plain(payload: dict[str, Any]) -> dict[str, Any]:
+    def decide_approval(self, run_id: str, approved: bool, by: str, note: str = "") -> Approval | None:
+        """Record a person's answer on the run's pending approval (None: nothing was pending)."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            pending = session.exec(select(Approval).where(Approval.run_id == run_id, Approval.status == "pending")).first()
+            if pending is None:
+                return None
+            pending.status = "approved" if approved else "rejected"
+            pending.decided_at, pending.decided_by, pending.note = utcnow(), by, note
+            session.add(pending)
+            session.commit()
+            return pending
+
+    def approvals(self, status: str | None = None, run_id: str | None = None) -> Sequence[Approval]:
+        with Session(self.engine) as session:
+            query = select(Approval).order_by(Approval.requested_at)
+            if status:
+                query = query.where(Approval.status == status)
+            if run_id:
+                query = query.where(Approval.run_id == run_id)
+            return session.exec(query).all()
+
+
+def _plain(payload: Any) -> Any:
     """JSON round trip, so what is hashed is exactly what the database stores."""
     return json.loads(canonical_json(payload))
 
@@ -214,7 +414,7 @@ class SideEffectLedger:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        SQLModel.metadata.create_all(engine)
+        ensure_schema(engine)
         self._table = SideEffect.__table__
 
     def get(self, key: str) -> SideEffect | None:
@@ -250,3 +450,4 @@ class SideEffectLedger:
             ).rowcount
         if not changed:
             raise KeyError(key)
+

@@ -43,10 +43,10 @@ class Runner:
     def resume(self, run_id: str) -> RunResult:
         """Continue an interrupted run: from its last checkpoint if it has one, otherwise from
         its recorded ticket. Either way the ledger skips side effects that already happened."""
-        run = self.runtime.store.get_run(run_id)
+        ticket = self.runtime.store.original_ticket(run_id)  # the stored one is masked
         if self.runtime.graph.get_state(self._config(run_id)).values:
             return self._drive(run_id, None)
-        return self._drive(run_id, {"run_id": run_id, "ticket": run.ticket})
+        return self._drive(run_id, {"run_id": run_id, "ticket": ticket})
 
     def _drive(self, run_id: str, graph_input: Any) -> RunResult:
         durability = self.runtime.settings.checkpoints.durability
@@ -55,6 +55,7 @@ class Runner:
 
     def answer_approval(self, run_id: str, approved: bool, by: str, note: str = "") -> RunResult:
         self.runtime.store.get_run(run_id)
+        self.runtime.store.decide_approval(run_id, approved, by, note)
         return self._drive(run_id, Command(resume={"approved": approved, "by": by, "note": note}))
 
     def _result(self, run_id: str, state: dict[str, Any]) -> RunResult:

@@ -21,7 +21,7 @@ from agent.graph import GraphDeps, build_graph
 from agent.models.local import LocalModel
 from agent.models.tasks import LocalRouteModel, LocalSlotModel
 from agent.planner import Planner
-from agent.record import RunStore, SideEffectLedger
+from agent.record import RecordProtection, RunStore, SideEffectLedger
 from agent.routing import NearestNeighbourRouter, Router
 from agent.settings import Settings
 from agent.slots import SlotFiller
@@ -91,7 +91,7 @@ class Runtime:
         data = settings.data_path
         data.mkdir(parents=True, exist_ok=True)
         engine = make_engine(settings.database_url)
-        store = RunStore(engine)
+        store = RunStore(engine, RecordProtection.from_settings(settings, writer=True), migrate=settings.record.auto_migrate)
         ledger = SideEffectLedger(engine)
         sandbox = SandboxStore(make_engine(settings.sandbox_url))
         registry = registry or build_registry(engine, sandbox, open_knowledge_index(data / "knowledge.db"), settings.tools)
@@ -106,7 +106,7 @@ class Runtime:
         executor = Executor(registry, ledger, settings.executor)
         checkpointer = SqliteSaver(open_checkpoint_db(settings.checkpoint_path))
         graph = build_graph(GraphDeps(store, router, planner, policy, executor), checkpointer)
-        return cls(
+        built = cls(
             settings=settings,
             engine=engine,
             store=store,
@@ -122,3 +122,5 @@ class Runtime:
             executor=executor,
             graph=graph,
         )
+        store.versions = built.versions  # stored with every event: what shaped it
+        return built

@@ -155,6 +155,17 @@ class ToolSettings(_Section):
         chosen = set(self.adapters.model_dump().values())
         timeouts = {"zendesk": self.zendesk.timeout_s, "okta": self.okta.timeout_s, "webhook": self.escalation_webhook.timeout_s}
         return {adapter: timeout for adapter, timeout in timeouts.items() if adapter in chosen}
+class RecordSettings(_Section):
+    """How the run record protects itself: PII masking, the PII vault, signed hash chains."""
+
+    mask_pii: bool = True
+    pii_kinds: list[Literal["email", "card", "iban", "national_id", "phone"]] = ["email", "card", "iban", "national_id", "phone"]
+    keep_originals: bool = True
+    vault_key_env: str = "CASEPLAN_RECORD_VAULT_KEY"
+    vault_key_file: str | None = None
+    signing_key_env: str = "CASEPLAN_RECORD_SIGNING_KEY"
+    require_signed: bool = False
+    auto_migrate: bool = True
 
 
 class Settings(_Section):
@@ -174,6 +185,7 @@ class Settings(_Section):
     catalogue: CatalogueSettings = CatalogueSettings()
     policies: PolicySettings = PolicySettings()
     tools: ToolSettings = ToolSettings()
+    record: RecordSettings = RecordSettings()
 
     @model_validator(mode="after")
     def _http_timeouts_fit_in_a_step(self) -> Settings:
@@ -199,6 +211,10 @@ class Settings(_Section):
     @property
     def checkpoint_path(self) -> Path:
         return Path(self.checkpoints.path) if self.checkpoints.path else self.data_path / "checkpoints.db"
+
+    @property
+    def vault_key_path(self) -> Path:
+        return Path(self.record.vault_key_file) if self.record.vault_key_file else self.data_path / "vault.key"
 
 
 class ConfigError(ValueError):

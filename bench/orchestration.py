@@ -95,6 +95,18 @@ def time_direct_calls(runtime: Runtime, plans: list[list[dict]]) -> list[float]:
     return timings
 
 
+def served_decisions(warm: Runtime) -> tuple[dict[str, RouteDecision], dict[str, ModelCall]]:
+    """Each ticket's routing decision and slot-model answer, computed once with the real models."""
+    decisions = {t.text: warm.router.route(t) for t in TICKETS}
+    slot_answers = {}
+    for ticket in TICKETS:
+        template = warm.catalogue.get(decisions[ticket.text].template or "escalate")
+        fill = warm.planner.filler.fill(template, ticket, {"reason": "out_of_scope", "summary": "s"})
+        if fill.model_calls:
+            slot_answers[ticket.text] = fill.model_calls[-1]
+    return decisions, slot_answers
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tickets", type=int, default=300)
@@ -104,13 +116,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         warm = Runtime.build(settings_for(Path(tmp) / "warm"))
         seed_demo(warm.sandbox)
-        decisions = {t.text: warm.router.route(t) for t in TICKETS}
-        slot_answers = {}
-        for ticket in TICKETS:
-            template = warm.catalogue.get(decisions[ticket.text].template or "escalate")
-            fill = warm.planner.filler.fill(template, ticket, {"reason": "out_of_scope", "summary": "s"})
-            if fill.model_calls:
-                slot_answers[ticket.text] = fill.model_calls[-1]
+        decisions, slot_answers = served_decisions(warm)
         modes = {}
         for durability in ("sync", "exit"):
             runtime, timings, plans = time_caseplan(warm, Path(tmp) / durability, durability, decisions, slot_answers, args.tickets)

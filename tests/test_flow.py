@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import select
 
-from agent.record import GENESIS_HASH, event_hash
+from agent.integrity import GENESIS_HASH, Signer, event_digest, root_digest, run_outcome
 from agent.tickets import Ticket
 from tools.escalation import EscalationQueue
 from tools.sandbox.models import SandboxComment, SandboxOutboxEmail, SandboxResetRequest, SandboxTicket
@@ -41,12 +41,15 @@ def test_password_reset_executes_and_is_recorded(runner, runtime):
     assert kinds[:4] == ["intake", "route", "plan", "policy_decision"]
     assert kinds.count("tool_call") == kinds.count("tool_result") == 4
     assert kinds[-1] == "reply"
-    previous = GENESIS_HASH
+    previous, signer = GENESIS_HASH, Signer()
     for event in events:
         assert event.prev_hash == previous
-        assert event.hash == event_hash(previous, event.seq, event.kind, event.node, event.payload, event.created_at)
+        assert event.hash == event_digest(
+            signer, previous, run.id, event.seq, event.kind, event.node, event.payload, event.versions, event.created_at
+        )
         previous = event.hash
-    assert run.root_hash == previous
+    outcome = run_outcome(run.id, run.model_dump(mode="json"), events[-1].seq, run.record_version, run.chain)
+    assert run.root_hash == root_digest(signer, previous, outcome)
 
 
 def test_same_ticket_twice_gives_the_same_plan_hash(runner):

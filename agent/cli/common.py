@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 
 import typer
 
+from agent.integrity import RecordError
 from agent.logging import configure_logging
 from agent.record import UnknownRunError
 from agent.settings import ConfigError, Settings, load_settings
@@ -20,6 +21,7 @@ from policies.engine import PolicyError
 from tools.registry import UnknownToolError
 
 USAGE_ERROR = 2
+FOUND_PROBLEMS = 1  # audit verify / replay: tampering or divergence found
 
 # Errors whose message already explains the problem to the user.
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (
@@ -30,6 +32,7 @@ EXPECTED_ERRORS: tuple[type[Exception], ...] = (
     PolicyError,
     UnknownRunError,
     UnknownToolError,
+    RecordError,
 )
 
 

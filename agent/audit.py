@@ -1,0 +1,417 @@
+"""The auditor's view of the record: list, show, verify and export runs. Read-only.
+
+Functions over an `AuditSource` that return Pydantic models, so the CLI prints them and the
+HTTP service can return them as they are (everything in them is masked). Nothing here writes:
+the database schema is checked, never migrated. Runs are read as raw stored text, so a
+truncated or corrupted payload is reported against its event instead of failing the read.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy import Text, cast, select
+from sqlalchemy.engine import Engine
+
+from agent.db import make_engine
+from agent.integrity import (
+    PLAIN_CHAIN,
+    Finding,
+    RecordedEvent,
+    RecordedRun,
+    RecordError,
+    RunInProgress,
+    check_run,
+)
+from agent.record import Approval, RecordProtection, Run, RunEvent, UnknownRunError, VaultEntry
+from agent.schema import check_schema
+from agent.settings import Settings
+from tools.escalation import Escalation
+
+EXPORT_FORMAT = "caseplan.run/1"
+PAGE = 200
+
+
+@dataclass(frozen=True)
+class AuditSource:
+    """A record database opened for reading, with the keys this process holds."""
+
+    engine: Engine
+    protection: RecordProtection
+
+    @classmethod
+    def open(cls, settings: Settings) -> AuditSource:
+        engine = make_engine(settings.database_url)
+        check_schema(engine)
+        return cls(engine, RecordProtection.from_settings(settings, writer=False))
+
+
+class RunQuery(BaseModel):
+    """Which runs: created at or after `since`, with this status and template, newest first."""
+
+    since: datetime | None = None
+    status: str | None = None
+    template: str | None = None
+    limit: int | None = Field(None, ge=1)
+
+
+class RunSummary(BaseModel):
+    id: str
+    status: str
+    template: str | None
+    ticket_id: str | None
+    escalation_reason: str | None
+    plan_hash: str | None
+    created_at: datetime
+    updated_at: datetime
+    record_version: int
+    chain: str
+    root_hash: str | None
+
+    @property
+    def signed(self) -> bool:
+        return self.chain != PLAIN_CHAIN
+
+
+class EventView(BaseModel):
+    seq: int
+    kind: str
+    node: str
+    created_at: datetime
+    summary: str
+    payload: Any
+    hash: str
+
+
+class ApprovalView(BaseModel):
+    id: str
+    status: str
+    plan_hash: str
+    steps: list[dict[str, Any]]
+    requested_at: datetime
+    decided_at: datetime | None
+    decided_by: str | None
+    note: str | None
+
+
+class EscalationView(BaseModel):
+    id: str
+    reason: str
+    priority: str
+    queue: str
+    status: str
+    summary: str
+    created_at: datetime
+
+
+class RunTimeline(BaseModel):
+    """One run as an auditor reads it: the outcome, then every event in order (masked)."""
+
+    run: RunSummary
+    ticket: Any
+    route: Any
+    reply: str | None
+    error: str | None
+    versions: Any
+    events: list[EventView]
+    approvals: list[ApprovalView]
+    escalations: list[EscalationView]
+
+
+class VerifyReport(BaseModel):
+    run_id: str
+    status: Literal["verified", "tampered", "in_progress", "unverifiable"]
+    record_version: int | None = None
+    chain: str | None = None
+    events: int = 0
+    findings: list[Finding] = []
+    message: str = ""
+
+
+class VerifySummary(BaseModel):
+    checked: int = 0
+    verified: int = 0
+    tampered: int = 0
+    in_progress: int = 0
+    unverifiable: int = 0
+    seconds: float = 0.0
+    reports: list[VerifyReport] = []
+
+    @property
+    def runs_per_second(self) -> float:
+        return round(self.checked / self.seconds, 1) if self.seconds else 0.0
+
+
+class RunExport(RecordedRun):
+    """One line of `audit export --format jsonl`: the run and its events exactly as stored."""
+
+    format: Literal["caseplan.run/1"] = EXPORT_FORMAT
+
+
+def parse_since(text: str) -> datetime:
+    """An ISO date or date-time; naive means UTC."""
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise RecordError(f"--since {text!r} is not an ISO date or date-time (e.g. 2026-11-25 or 2026-11-25T09:00)") from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _runs_query(query: RunQuery) -> Any:
+    runs = Run.__table__
+    statement = select(runs).order_by(runs.c.created_at.desc(), runs.c.id)
+    if query.since is not None:
+        statement = statement.where(runs.c.created_at >= query.since)
+    if query.status:
+        statement = statement.where(runs.c.status == query.status)
+    if query.template:
+        statement = statement.where(runs.c.template == query.template)
+    return statement
+
+
+def list_runs(source: AuditSource, query: RunQuery) -> list[RunSummary]:
+    columns = Run.__table__.c
+    statement = _runs_query(query).with_only_columns(*(columns[name] for name in RunSummary.model_fields))  # no JSON to decode
+    if query.limit:
+        statement = statement.limit(query.limit)
+    with source.engine.connect() as conn:
+        return [RunSummary.model_validate(dict(row)) for row in conn.execute(statement).mappings()]
+
+
+def _decode(text: str | None) -> tuple[Any, str | None]:
+    if text is None:
+        return None, None
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as exc:
+        return None, f"not valid JSON: {exc.msg} at character {exc.pos} of {len(text)}"
+
+
+_RUN_JSON = ("ticket", "route", "versions")
+
+
+def _load_runs(engine: Engine, run_ids: Sequence[str]) -> list[RecordedRun]:
+    """Runs and their events as stored text, decoded here so damage is pinned to its event."""
+    runs, events = Run.__table__, RunEvent.__table__
+    run_columns = [c if c.name not in _RUN_JSON else cast(c, Text).label(c.name) for c in runs.c]
+    event_columns = [c if c.name not in ("payload", "versions") else cast(c, Text).label(c.name) for c in events.c]
+    with engine.connect() as conn:
+        run_rows = conn.execute(select(*run_columns).where(runs.c.id.in_(run_ids))).mappings().all()
+        event_rows = conn.execute(
+            select(*event_columns).where(events.c.run_id.in_(run_ids)).order_by(events.c.run_id, events.c.seq)
+        ).mappings().all()
+    by_run: dict[str, list[RecordedEvent]] = {}
+    for row in event_rows:
+        payload, problem = _decode(row["payload"])
+        versions, versions_problem = _decode(row["versions"])
+        if problem is None and not isinstance(payload, dict):
+            problem = f"a JSON {type(payload).__name__}, not an object"
+        by_run.setdefault(row["run_id"], []).append(
+            RecordedEvent(
+                seq=row["seq"],
+                kind=row["kind"],
+                node=row["node"],
+                payload=payload,
+                versions=versions if isinstance(versions, dict) else None,
+                created_at=row["created_at"],
+                prev_hash=row["prev_hash"],
+                hash=row["hash"],
+                payload_error=problem or (f"versions {versions_problem}" if versions_problem else None),
+            )
+        )
+    loaded = {}
+    for row in run_rows:
+        fields = dict(row)
+        for name in _RUN_JSON:
+            fields[name], problem = _decode(fields[name])
+            if problem:
+                fields[name] = {"unreadable": problem}  # no longer what was sealed: the root hash will say so
+        loaded[row["id"]] = RecordedRun.model_validate({**fields, "events": by_run.get(row["id"], [])})
+    return [loaded[run_id] for run_id in run_ids if run_id in loaded]
+
+
+def load_run(source: AuditSource, run_id: str) -> RecordedRun:
+    found = _load_runs(source.engine, [run_id])
+    if not found:
+        raise UnknownRunError(run_id)
+    return found[0]
+
+
+def _check(source: AuditSource, run: RecordedRun, require_signed: bool) -> VerifyReport:
+    base = VerifyReport(run_id=run.id, status="verified", record_version=run.record_version, chain=run.chain, events=len(run.events))
+    if not run.finished:
+        return base.model_copy(update={"status": "in_progress", "message": str(RunInProgress(run.id, run.status))})
+    try:
+        findings = check_run(run, source.protection.keyring.signer_for, require_signed)
+    except RecordError as exc:
+        return base.model_copy(update={"status": "unverifiable", "message": str(exc)})
+    if findings:
+        return base.model_copy(update={"status": "tampered", "findings": findings, "message": findings[0].message})
+    return base.model_copy(update={"message": f"run {run.id}: {len(run.events)} events verified ({run.chain})"})
+
+
+def verify_run(source: AuditSource, run_id: str, require_signed: bool | None = None) -> VerifyReport:
+    """Check one finished run; an unknown or unfinished run, or one that cannot be checked, raises."""
+    return verify_recorded(source, load_run(source, run_id), require_signed)
+
+
+def verify_recorded(source: AuditSource, run: RecordedRun, require_signed: bool | None = None) -> VerifyReport:
+    if not run.finished:
+        raise RunInProgress(run.id, run.status)
+    report = _check(source, run, _required(source, require_signed))
+    if report.status == "unverifiable":
+        raise RecordError(report.message)
+    return report
+
+
+def _required(source: AuditSource, require_signed: bool | None) -> bool:
+    return source.protection.require_signed if require_signed is None else require_signed
+
+
+def _tally(reports: Iterable[VerifyReport], started: float) -> VerifySummary:
+    summary = VerifySummary()
+    for report in reports:
+        summary.checked += 1
+        setattr(summary, report.status, getattr(summary, report.status) + 1)
+        summary.reports.append(report)
+    summary.seconds = round(time.perf_counter() - started, 4)
+    return summary
+
+
+def run_ids(source: AuditSource, query: RunQuery) -> list[str]:
+    statement = _runs_query(query).with_only_columns(Run.__table__.c.id)
+    if query.limit:
+        statement = statement.limit(query.limit)
+    with source.engine.connect() as conn:
+        return list(conn.execute(statement).scalars())
+
+
+def iter_runs(source: AuditSource, ids: Sequence[str]) -> Iterator[RecordedRun]:
+    """Runs in pages, so `--all` over a large record stays in bounded memory."""
+    for start in range(0, len(ids), PAGE):
+        yield from _load_runs(source.engine, ids[start : start + PAGE])
+
+
+def verify_runs(source: AuditSource, query: RunQuery, require_signed: bool | None = None) -> VerifySummary:
+    """Check every run the query selects; unfinished runs are counted, not failed."""
+    started = time.perf_counter()
+    required = _required(source, require_signed)
+    return _tally((_check(source, run, required) for run in iter_runs(source, run_ids(source, query))), started)
+
+
+def export_runs(source: AuditSource, ids: Sequence[str]) -> Iterator[RunExport]:
+    for run in iter_runs(source, ids):
+        yield RunExport.model_validate(run.model_dump())
+
+
+def verify_export(source: AuditSource, lines: Iterable[str], require_signed: bool | None = None) -> VerifySummary:
+    """Check an export file line by line; a truncated or corrupted line is a finding, not a crash."""
+    started = time.perf_counter()
+    required = _required(source, require_signed)
+
+    def reports() -> Iterator[VerifyReport]:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                run = RunExport.model_validate_json(line)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                problem = f"line {number}: not a caseplan run export ({first['msg']}): truncated or corrupted"
+                finding = Finding(run_id=f"line {number}", problem="unreadable", message=problem)
+                yield VerifyReport(run_id=f"line {number}", status="tampered", findings=[finding], message=problem)
+                continue
+            yield _check(source, run, required)
+
+    return _tally(reports(), started)
+
+
+def summarize(kind: str, payload: Any) -> str:
+    """One line per event for timelines."""
+    if not isinstance(payload, dict):
+        return "(unreadable payload)"
+    p = payload
+    if kind == "intake":
+        ticket = p.get("ticket") or {}
+        return clip(f"{ticket.get('requester_email') or '-'}: {ticket.get('text', '')}")
+    if kind == "route":
+        if p.get("template"):
+            return f"{p['template']} (confidence {p.get('confidence', 0):.2f}, {p.get('method')})"
+        return f"none fits: {p.get('reason')} ({p.get('detail', '')})"
+    if kind == "model_call":
+        return clip(f"{p.get('purpose')} {p.get('model_id')} -> {json.dumps(p.get('output'), ensure_ascii=False)}")
+    if kind == "plan":
+        plan = p.get("plan") or {}
+        steps = " -> ".join(step.get("tool", "?") for step in plan.get("steps", []))
+        return f"{p.get('template')} hash {str(p.get('plan_hash'))[:12]}: {steps}"
+    if kind == "policy_decision":
+        steps = ", ".join(f"{s.get('step_id')}={s.get('decision')}" for s in p.get("steps", []))
+        return f"{p.get('decision')}: {steps}"
+    if kind == "approval":
+        answer = p.get("answer") or {}
+        verdict = "approved" if isinstance(answer, dict) and answer.get("approved") else "rejected"
+        return f"{verdict} by {answer.get('by', '?') if isinstance(answer, dict) else '?'}"
+    if kind == "tool_call":
+        return clip(f"{p.get('step_id')} {p.get('tool')} {json.dumps(p.get('args'), ensure_ascii=False)}")
+    if kind == "tool_result":
+        detail = p.get("output") if p.get("status") in ("succeeded", "deduplicated") else p.get("error")
+        return clip(f"{p.get('step_id')} {p.get('status')} (attempts {p.get('attempts')}) {json.dumps(detail, ensure_ascii=False)}")
+    if kind == "escalation":
+        return clip(f"{p.get('reason')} at {p.get('stage')}: {p.get('detail', '')}")
+    if kind == "reply":
+        return clip(p.get("text", ""))
+    return clip(json.dumps(p, ensure_ascii=False))
+
+
+def clip(text: str, limit: int = 120) -> str:
+    """One line, at most `limit` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def run_timeline(source: AuditSource, run_id: str) -> RunTimeline:
+    run = load_run(source, run_id)
+    with source.engine.connect() as conn:
+        approvals = conn.execute(
+            select(Approval.__table__).where(Approval.__table__.c.run_id == run_id).order_by(Approval.__table__.c.requested_at)
+        ).mappings().all()
+        escalations = conn.execute(
+            select(Escalation.__table__).where(Escalation.__table__.c.run_id == run_id).order_by(Escalation.__table__.c.created_at)
+        ).mappings().all()
+    mask = source.protection.mask
+    return RunTimeline(
+        run=RunSummary.model_validate(run.model_dump()),
+        ticket=run.ticket,
+        route=run.route,
+        reply=run.reply,
+        error=run.error,
+        versions=run.versions,
+        events=[
+            EventView(
+                seq=e.seq,
+                kind=e.kind,
+                node=e.node,
+                created_at=e.created_at,
+                summary=summarize(e.kind, e.payload) if e.payload_error is None else f"(unreadable: {e.payload_error})",
+                payload=e.payload,
+                hash=e.hash,
+            )
+            for e in run.events
+        ],
+        approvals=[ApprovalView.model_validate(dict(row)) for row in approvals],
+        escalations=[EscalationView.model_validate(mask(dict(row))) for row in escalations],
+    )
+
+
+def sealed_entries(source: AuditSource, run_id: str) -> dict[str, VaultEntry]:
+    """The run's vault rows by reference (its ticket and events; plans are looked up by hash)."""
+    with source.engine.connect() as conn:
+        rows = conn.execute(select(VaultEntry.__table__).where(VaultEntry.__table__.c.run_id == run_id)).mappings().all()
+    return {row["ref"]: VaultEntry.model_validate(dict(row)) for row in rows}
+
