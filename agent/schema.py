@@ -26,7 +26,9 @@ log = structlog.get_logger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 BASELINE = "0001"
-MANAGED_TABLES = frozenset({"run", "runevent", "storedplan", "sideeffect", "escalation", "approval", "piivault"})
+MANAGED_TABLES = frozenset(
+    {"run", "runevent", "storedplan", "sideeffect", "escalation", "approval", "piivault", "identity_verification"}
+)
 
 
 class SchemaVersionError(RecordError):
@@ -37,6 +39,7 @@ def record_metadata() -> MetaData:
     """All SQLModel tables, with the record's own tables registered."""
     import agent.record  # noqa: F401 (registers the record tables)
     import tools.escalation  # noqa: F401
+    import tools.verifications  # noqa: F401
 
     return SQLModel.metadata
 
