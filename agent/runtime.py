@@ -6,6 +6,7 @@ route a ticket (`plans validate`, `tools list`) start fast.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -33,7 +34,9 @@ from tools.registry import ToolRegistry
 from tools.sandbox.store import SandboxStore
 
 
+@functools.cache
 def code_version() -> str:
+    """Read once: the installed distribution does not change under a running process."""
     try:
         return version("caseplan")
     except PackageNotFoundError:
