@@ -27,7 +27,7 @@ log = structlog.get_logger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 BASELINE = "0001"
 MANAGED_TABLES = frozenset(
-    {"run", "runevent", "storedplan", "sideeffect", "escalation", "approval", "piivault", "identity_verification"}
+    {"run", "runevent", "storedplan", "sideeffect", "escalation", "approval", "piivault", "identity_verification", "eval_outcome"}
 )
 
 
@@ -40,6 +40,7 @@ def record_metadata() -> MetaData:
     import agent.record  # noqa: F401 (registers the record tables)
     import tools.escalation  # noqa: F401
     import tools.verifications  # noqa: F401
+    import agent.evals.outcomes  # noqa: F401
 
     return SQLModel.metadata
 
