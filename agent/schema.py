@@ -37,10 +37,10 @@ class SchemaVersionError(RecordError):
 
 def record_metadata() -> MetaData:
     """All SQLModel tables, with the record's own tables registered."""
+    import agent.evals.outcomes  # noqa: F401
     import agent.record  # noqa: F401 (registers the record tables)
     import tools.escalation  # noqa: F401
     import tools.verifications  # noqa: F401
-    import agent.evals.outcomes  # noqa: F401
 
     return SQLModel.metadata
 

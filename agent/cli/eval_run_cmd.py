@@ -79,17 +79,17 @@ def run(
 
         runtime = Runtime.build(eval_settings(settings, work))
         try:
-            loaded = load_suite(suite, runtime.settings, runtime.catalogue, runtime.registry.names(), limit)
-            for row in loaded.loaded.invalid:
+            chosen = load_suite(suite, runtime.settings, runtime.catalogue, runtime.registry.names(), limit)
+            for row in chosen.loaded.invalid:
                 typer.echo(f"invalid: {row}", err=True)
-            if not loaded.loaded.cases:
+            if not chosen.loaded.cases:
                 fail(f"{suite}: no valid cases to run")
-            typer.echo(f"running {len(loaded.loaded.cases)} cases x {repeats} ({loaded.name}) ", err=True, nl=False)
-            runs = EvalRunner(runtime, settings.evals.token_prices_per_1k).run(loaded.loaded.cases, repeats, _progress)
-            metrics, summaries = summarise(loaded.loaded.cases, runs, repeats)
+            typer.echo(f"running {len(chosen.loaded.cases)} cases x {repeats} ({chosen.name}) ", err=True, nl=False)
+            runs = EvalRunner(runtime, settings.evals.token_prices_per_1k).run(chosen.loaded.cases, repeats, _progress)
+            metrics, summaries = summarise(chosen.loaded.cases, runs, repeats)
             report = Report(
-                suite=loaded.name, source=loaded.source, k=repeats, generated_at=now_stamp(), versions=runtime.versions,
-                metrics=metrics, cases=summaries, invalid=loaded.loaded.invalid, coverage=loaded.loaded.notes, runs=runs,
+                suite=chosen.name, source=chosen.source, k=repeats, generated_at=now_stamp(), versions=runtime.versions,
+                metrics=metrics, cases=summaries, invalid=chosen.loaded.invalid, coverage=chosen.loaded.notes, runs=runs,
             )
         finally:
             runtime.engine.dispose()
@@ -98,7 +98,7 @@ def run(
             compare(report, baseline, str(compare_to), settings.evals.metric_tolerance, settings.evals.case_tolerance) if baseline else None
         )
         reports = Path(settings.evals.reports_dir) if settings.evals.reports_dir else settings.evals_path / "reports"
-        files = write_report(report, out or reports / f"{loaded.name}-{stamp}", comparison)
+        files = write_report(report, out or reports / f"{chosen.name}-{stamp}", comparison)
     except EVAL_ERRORS as exc:
         fail(str(exc))
     if as_json:

@@ -81,7 +81,7 @@ def harvest(engine: Engine, since: datetime, known_ids: set[str]) -> HarvestResu
     with Session(engine) as session:
         resolved = {row.run_id for row in session.exec(select(Escalation).where(Escalation.status == "resolved"))}
         rejected = {row.run_id for row in session.exec(select(Approval).where(Approval.status == "rejected"))}
-        runs = session.exec(select(Run).where(Run.id.in_(resolved | rejected), Run.created_at >= since).order_by(Run.created_at)).all()
+        runs = session.exec(select(Run).where(Run.id.in_(sorted(resolved | rejected)), Run.created_at >= since).order_by(Run.created_at)).all()
         outcomes = {row.run_id: row for row in session.exec(select(EvalOutcome).where(EvalOutcome.run_id.in_([r.id for r in runs])))}
     seen = set(known_ids)
     for run in runs:
