@@ -38,16 +38,16 @@ def score(case: EvalCase, obs: Observation) -> list[CheckResult]:
     expect = case.expect
     results: list[CheckResult] = []
     if expect.template is not None:
-        results.append(CheckResult(name="template", passed=obs.template == expect.template, detail=f"got {obs.template}"))
+        results.append(CheckResult(name="template", passed=obs.template == expect.template, detail=f"expected {expect.template}, got {obs.template}"))
     if expect.route is not None:
-        results.append(CheckResult(name="route", passed=obs.route == expect.route, detail=f"got {obs.route}"))
+        results.append(CheckResult(name="route", passed=obs.route == expect.route, detail=f"expected {expect.route}, got {obs.route}"))
     if expect.escalation_reason is not None:
         results.append(
-            CheckResult(name="escalation_reason", passed=obs.escalation_reason == expect.escalation_reason, detail=f"got {obs.escalation_reason}")
+            CheckResult(name="escalation_reason", passed=obs.escalation_reason == expect.escalation_reason, detail=f"expected {expect.escalation_reason}, got {obs.escalation_reason}")
         )
     for slot, value in expect.slots.items():
         seen = obs.slots.get(slot)
-        results.append(CheckResult(name=f"slot:{slot}", passed=_same(value, seen), detail=f"got {seen!r}"))
+        results.append(CheckResult(name=f"slot:{slot}", passed=_same(value, seen), detail=f"expected {value!r}, got {seen!r}"))
     executed = [call.tool for call in obs.tool_calls]
     if expect.tool_calls is not None:
         results.append(CheckResult(name="tool_calls", passed=_calls_in_order(expect.tool_calls, obs.tool_calls), detail=f"got {executed}"))

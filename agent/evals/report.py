@@ -137,7 +137,8 @@ def render_markdown(report: Report, comparison: Comparison | None = None) -> str
     lines += ["", f"## Failing cases ({len(failing)})", ""]
     for case in failing[:50]:
         details = "; ".join(f"{name}: {detail}" if detail else name for name, detail in case.failed_checks.items())
-        lines.append(f"- `{case.id}` {case.passes}/{case.runs} passed: {details}")
+        tags = f" [{', '.join(case.tags)}]" if case.tags else ""
+        lines.append(f"- `{case.id}`{tags} {case.passes}/{case.runs} passed: {details}")
     if len(failing) > 50:
         lines.append(f"- ... and {len(failing) - 50} more (report.json)")
     if report.invalid:
