@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from agent.evals.cases import EvalCase, ToolCallExpectation
-from agent.evals.criteria import Observation, ToolCallRecord, check_criterion
+from agent.evals.criteria import Observation, ToolCallRecord, check_criterion, seen_for
 
 
 class CheckResult(BaseModel):
@@ -57,5 +57,6 @@ def score(case: EvalCase, obs: Observation) -> list[CheckResult]:
         called = sorted({tool for tool in executed if tool in expect.forbidden_tools})
         results.append(CheckResult(name="forbidden_tools", passed=not called, detail=f"called {called}" if called else ""))
     for item in expect.criteria:
-        results.append(CheckResult(name=f"criterion:{item}", passed=check_criterion(item, obs)))
+        passed = check_criterion(item, obs)
+        results.append(CheckResult(name=f"criterion:{item}", passed=passed, detail="" if passed else seen_for(item, obs)))
     return results

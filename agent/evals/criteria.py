@@ -90,3 +90,15 @@ def criterion_name(item: str) -> str:
 def check_criterion(item: str, obs: Observation) -> bool:
     name, _, argument = item.partition(":")
     return CRITERIA[name.strip()](obs, argument.strip())
+
+
+def seen_for(item: str, obs: Observation) -> str:
+    """What the run showed that the criterion looked at, for the report."""
+    name = criterion_name(item)
+    if name == "abcd_sequence":
+        return f"got {'>'.join(obs.abcd_actions) or '(none)'}"
+    if name in ("completed", "escalated"):
+        return f"status {obs.status}"
+    if name.startswith("reply"):
+        return f"reply {(obs.reply or '')[:120]!r}, citations {obs.citations}"
+    return f"calls {[f'{call.tool}:{call.status}' for call in obs.tool_calls]}"

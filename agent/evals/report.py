@@ -195,8 +195,9 @@ def write_charts(report: Report, folder: Path) -> list[Path]:
     fig.savefig(written[-1], dpi=100)
     plt.close(fig)
     names = list(m.checks)
-    fig, ax = plt.subplots(figsize=(6, 0.4 * max(len(names), 3) + 1))
-    ax.barh(names, [m.checks[name] or 0.0 for name in names])
+    labels = [name if len(name) <= 40 else name[:39] + "…" for name in names]
+    fig, ax = plt.subplots(figsize=(8, 0.4 * max(len(names), 3) + 1))
+    ax.barh(labels, [m.checks[name] or 0.0 for name in names])
     ax.set(xlim=(0, 1), xlabel="pass rate", title=f"{report.suite}: pass rate per check")
     fig.tight_layout()
     written.append(folder / "checks.png")
