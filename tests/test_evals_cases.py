@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from agent.evals.cases import CaseFileError, EvalCase, load_case_file
-from agent.evals.checks import score
+from agent.evals.checks import CheckResult, score
 from agent.evals.criteria import Observation, ToolCallRecord
 from agent.evals.harvest import pseudonymise
-from agent.evals.metrics import CaseSummary, Metrics, pass_hat
+from agent.evals.metrics import CaseSummary, Metrics, pass_hat, summarise
 from agent.evals.report import Report, compare
+from agent.evals.runner import CaseRun
 from agent.evals.suites import evaldata_path, load_suite, stratified
 from agent.settings import load_settings
 from agent.tooling import registry_from_settings
@@ -119,6 +120,23 @@ def test_pass_hat_is_the_chance_all_k_runs_pass() -> None:
     assert pass_hat(2, 3, 1) == pytest.approx(2 / 3)
     assert pass_hat(2, 3, 2) == pytest.approx(1 / 3)
     assert pass_hat(2, 3, 3) == 0.0
+
+
+def test_summary_counts_pass_hat_per_case_and_groups_criteria_by_name() -> None:
+    cases = [
+        EvalCase.model_validate({"id": name, "ticket": {"text": "t"}, "expect": {"criteria": ["reply_mentions:a", "reply_mentions:b"]}})
+        for name in ("steady", "flaky")
+    ]
+    runs = []
+    for case_id, outcomes in (("steady", [True, True, True]), ("flaky", [True, False, True])):
+        for attempt, passed in enumerate(outcomes, start=1):
+            checks = [CheckResult(name="criterion:reply_mentions:a", passed=passed), CheckResult(name="criterion:reply_mentions:b", passed=True)]
+            runs.append(CaseRun(case_id=case_id, attempt=attempt, passed=passed, checks=checks, observation=_obs(latency_ms=10.0 * attempt)))
+    metrics, summaries = summarise(cases, runs, 3)
+    assert metrics.pass_hat == {"1": pytest.approx((1 + 2 / 3) / 2, abs=1e-4), "2": pytest.approx((1 + 1 / 3) / 2, abs=1e-4), "3": 0.5}
+    assert metrics.checks == {"criterion:reply_mentions": pytest.approx(11 / 12, abs=1e-4)}
+    assert [s.passes for s in summaries] == [3, 2] and summaries[1].failed_checks == {"criterion:reply_mentions:a": ""}
+    assert metrics.latency_ms_p50 == 20.0
 
 
 def _report(rates: dict[str, float], route_accuracy: float) -> Report:

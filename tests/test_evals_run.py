@@ -81,12 +81,15 @@ def test_a_broken_template_makes_compare_exit_non_zero_naming_the_cases(tmp_path
          "expect": {"template": "ticket_status", "tool_calls": [{"tool": "ticket_lookup", "args": {"ticket_id": "1001"}}],
                     "forbidden_tools": ["ticket_update"], "criteria": ["completed"]}},
         {"id": "human-please", "ticket": {"text": "I want to talk to a human"}, "expect": {"template": "escalate"}},
+        {"id": "bad-row", "ticket": {"text": "refund me"}, "expect": {"template": "refund_order"}},
     ]
     cases.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
     data = tmp_path / "data"
     first = _invoke(["eval", "run", str(cases), "--k", "2", "--out", str(tmp_path / "base")], data)
     assert first.exit_code == 0, first.output
+    assert "invalid: status.jsonl:3 (bad-row): unknown template 'refund_order' in expect.template" in first.output
     baseline = json.loads((tmp_path / "base" / "report.json").read_text())
+    assert [row["where"] for row in baseline["invalid"]] == ["status.jsonl:3 (bad-row)"]
     assert {case["id"]: case["pass_rate"] for case in baseline["cases"]} == {"status-1001": 1.0, "human-please": 1.0}
 
     broken = tmp_path / "broken_templates"
@@ -104,6 +107,13 @@ def test_a_broken_template_makes_compare_exit_non_zero_naming_the_cases(tmp_path
     after = json.loads((tmp_path / "after" / "report.json").read_text())
     assert [c["name"] for c in after["comparison"]["regressed_cases"]] == ["status-1001"]
     assert "forbidden_tools" in next(c for c in after["cases"] if c["id"] == "status-1001")["failed_checks"]
+
+    only_bad = tmp_path / "only_bad.jsonl"
+    only_bad.write_text(json.dumps(rows[2]) + "\n")
+    nothing = _invoke(["eval", "run", str(only_bad)], data)
+    assert nothing.exit_code == 2 and "no valid cases to run" in nothing.output
+    unknown = _invoke(["eval", "run", "no-such-suite"], data)
+    assert unknown.exit_code == 2 and "not a built-in suite" in unknown.output
 
     bad_baseline = tmp_path / "not_a_report.json"
     bad_baseline.write_text("{}")

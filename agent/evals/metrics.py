@@ -46,7 +46,10 @@ def pass_hat(successes: int, trials: int, j: int) -> float:
 
 
 def _check_kind(name: str) -> str:
-    return "slots" if name.startswith("slot:") else name
+    """Slots count together, and a criterion counts under its name (not its argument)."""
+    if name.startswith("slot:"):
+        return "slots"
+    return ":".join(name.split(":", 2)[:2]) if name.startswith("criterion:") else name
 
 
 def _rate(values: list[bool]) -> float | None:
