@@ -13,12 +13,16 @@ from typer.testing import CliRunner
 
 from agent.cli import app
 from agent.cli.run_cmd import DEMO_TICKETS
+from agent.evals.harvest import harvest
+from agent.evals.outcomes import record_outcome
 from agent.evals.suites import evaldata_path
 from agent.runner import Runner
 from agent.runtime import Runtime
 from agent.settings import load_settings
 from agent.tickets import parse_ticket
+from tests.conftest import make_settings
 from tools.sandbox.helpdesk import open_ticket
+from tools.sandbox.seed import seed_demo
 
 pytestmark = pytest.mark.slow
 EVALDATA = evaldata_path(load_settings())
@@ -121,7 +125,7 @@ def test_a_broken_template_makes_compare_exit_non_zero_naming_the_cases(tmp_path
     assert refused.exit_code == 2 and "not a caseplan eval report" in refused.output
 
 
-def test_a_resolved_demo_escalation_becomes_a_case_that_passes(tmp_path: Path, runtime: Runtime) -> None:
+def test_a_resolved_demo_escalation_becomes_a_case_that_passes(tmp_path: Path, runtime: Runtime, database_env: dict[str, str]) -> None:
     fields = DEMO_TICKETS[5]  # "I want to speak to a manager": the demo escalates it
     assert "manager" in fields["text"]
     ticket = parse_ticket(fields, 20000)
@@ -131,18 +135,18 @@ def test_a_resolved_demo_escalation_becomes_a_case_that_passes(tmp_path: Path, r
     data = runtime.settings.data_path
     today = datetime.now(UTC).date().isoformat()
 
-    nothing = _invoke(["eval", "harvest", "--since", today, "--out", str(tmp_path / "h.jsonl")], data)
+    nothing = _invoke(["eval", "harvest", "--since", today, "--out", str(tmp_path / "h.jsonl")], data, **database_env)
     assert nothing.exit_code == 0 and "harvested 0 new case(s)" in nothing.output  # open, unlabelled: not yet
 
     labelled = _invoke(["eval", "label", run.run_id, "--template", "escalate", "--reason", "customer_request", "--by", "alice",
-                        "--forbid", "ticket_update", "--note", "asked for a manager; handed over"], data)
+                        "--forbid", "ticket_update", "--note", "asked for a manager; handed over"], data, **database_env)
     assert labelled.exit_code == 0, labelled.output
-    bad_label = _invoke(["eval", "label", run.run_id, "--template", "refund_order", "--by", "alice"], data)
+    bad_label = _invoke(["eval", "label", run.run_id, "--template", "refund_order", "--by", "alice"], data, **database_env)
     assert bad_label.exit_code == 2 and "unknown template 'refund_order'" in bad_label.output
 
-    harvested = _invoke(["eval", "harvest", "--since", today, "--out", str(tmp_path / "h.jsonl")], data)
+    harvested = _invoke(["eval", "harvest", "--since", today, "--out", str(tmp_path / "h.jsonl")], data, **database_env)
     assert harvested.exit_code == 0 and "harvested 1 new case(s)" in harvested.output, harvested.output
-    again = _invoke(["eval", "harvest", "--since", today, "--out", str(tmp_path / "h.jsonl")], data)
+    again = _invoke(["eval", "harvest", "--since", today, "--out", str(tmp_path / "h.jsonl")], data, **database_env)
     assert "harvested 0 new case(s)" in again.output and "1 duplicate(s)" in again.output
     case = json.loads((tmp_path / "h.jsonl").read_text().splitlines()[0])
     assert case["expect"] == {"template": "escalate", "escalation_reason": "customer_request", "forbidden_tools": ["ticket_update"]}
@@ -152,5 +156,25 @@ def test_a_resolved_demo_escalation_becomes_a_case_that_passes(tmp_path: Path, r
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert report["cases"][0]["pass_rate"] == 1.0 and report["metrics"]["escalation_recall"] == 1.0
-    later = _invoke(["eval", "harvest", "--since", "2999-01-01", "--out", str(tmp_path / "h2.jsonl")], data)
+    later = _invoke(["eval", "harvest", "--since", "2999-01-01", "--out", str(tmp_path / "h2.jsonl")], data, **database_env)
     assert "harvested 0 new case(s)" in later.output
+
+
+def test_a_rejected_approval_with_a_recorded_outcome_is_harvested(tmp_path: Path, embedder, local_model, database_env: dict[str, str]) -> None:
+    policy = tmp_path / "approve_resets.yaml"
+    policy.write_text("version: 1\ntools:\n  password_reset: {decision: needs_approval, requires_before: [verify_identity]}\n")
+    settings = make_settings(tmp_path / "data", CASEPLAN__POLICIES__FILES=json.dumps([str(policy)]), **database_env)
+    built = Runtime.build(settings, embedder=embedder, local_model=local_model)
+    seed_demo(built.sandbox)
+    runner = Runner(built)
+    pending = runner.submit(parse_ticket({"text": "I forgot my password", "requester_email": "jane@example.com", "ticket_id": "1003"}, 20000))
+    assert pending.status == "waiting_approval", pending
+    rejected = runner.answer_approval(pending.run_id, approved=False, by="bob", note="the account owner asked us not to")
+    assert rejected.status == "escalated"
+    assert harvest(built.engine, datetime(2000, 1, 1, tzinfo=UTC), set()).unlabelled == [pending.run_id]
+    record_outcome(built.engine, pending.run_id, "escalate", "bob", forbidden_tools=["password_reset"], resolve=False)
+    found = harvest(built.engine, datetime(2000, 1, 1, tzinfo=UTC), set())
+    assert [case.expect.forbidden_tools for case in found.cases] == [["password_reset"]]
+    assert found.cases[0].tags == ["harvested", "approval"] and found.cases[0].ticket.text == "I forgot my password"
+    assert found.unlabelled == []
+    built.engine.dispose()
