@@ -195,3 +195,17 @@ def test_builtin_suites_say_what_they_cover(tmp_path: Path) -> None:
     telecom = load_suite("tau2-telecom", SETTINGS, catalogue, registry.names(), None)
     assert len(telecom.loaded.cases) == 2 and telecom.loaded.notes[0] == "tau2 telecom: 2 of 20 tasks in scope"
     assert all(case.expect.template == "escalate" for case in telecom.loaded.cases)
+
+
+def test_yaml_case_files_and_the_examples_in_the_docs_are_valid(tmp_path: Path) -> None:
+    cases = tmp_path / "cases.yaml"
+    cases.write_text("cases:\n  - id: y1\n    ticket: {text: I want to talk to a human}\n    expect: {template: escalate}\n")
+    assert [case.id for case in load_case_file(cases, TEMPLATES, TOOLS).cases] == ["y1"]
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "evals.md").read_text()
+    json_block = docs.split("```json\n", 1)[1].split("```", 1)[0]
+    csv_block = docs.split("```csv\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "doc.jsonl").write_text(json.dumps(json.loads(json_block)) + "\n")
+    (tmp_path / "doc.csv").write_text(csv_block)
+    for name in ("doc.jsonl", "doc.csv"):
+        loaded = load_case_file(tmp_path / name, TEMPLATES, TOOLS)
+        assert len(loaded.cases) == 1 and not loaded.invalid, loaded.invalid
