@@ -97,6 +97,8 @@ def run(
         comparison = (
             compare(report, baseline, str(compare_to), settings.evals.metric_tolerance, settings.evals.case_tolerance) if baseline else None
         )
+        if baseline is not None and baseline.suite != report.suite:
+            typer.echo(f"warning: the baseline is suite {baseline.suite!r}, this run is {report.suite!r}; only shared case ids compare", err=True)
         reports = Path(settings.evals.reports_dir) if settings.evals.reports_dir else settings.evals_path / "reports"
         files = write_report(report, out or reports / f"{chosen.name}-{stamp}", comparison)
     except EVAL_ERRORS as exc:
