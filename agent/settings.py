@@ -168,6 +168,21 @@ class RecordSettings(_Section):
     auto_migrate: bool = True
 
 
+class EvalSettings(_Section):
+    """`caseplan eval`: where suites and reports live, how big the default sample is, and how
+    much a metric may drop before `--compare` calls it a regression."""
+
+    data_dir: str = "../shared/evaldata"   # public eval data, read in place; relative to the repo root
+    reports_dir: str | None = None         # null: <data_dir>/evals/reports
+    work_dir: str | None = None            # null: <data_dir>/evals/work (the runs' isolated record and sandbox)
+    k: int = Field(1, ge=1, le=20)
+    bitext_sample: int = Field(54, ge=1)   # default Bitext dev cases: 2 per intent
+    metric_tolerance: float = Field(0.02, ge=0, le=1)
+    case_tolerance: float = Field(0.0, ge=0, le=1)
+    token_prices_per_1k: dict[str, float] = {}  # model id -> USD per 1,000 tokens (local models cost 0)
+    harvest_file: str | None = None        # null: <data_dir>/evals/harvested.jsonl
+
+
 class Settings(_Section):
     """Everything caseplan reads from configuration, typed."""
 
@@ -186,6 +201,7 @@ class Settings(_Section):
     policies: PolicySettings = PolicySettings()
     tools: ToolSettings = ToolSettings()
     record: RecordSettings = RecordSettings()
+    evals: EvalSettings = EvalSettings()
 
     @model_validator(mode="after")
     def _http_timeouts_fit_in_a_step(self) -> Settings:
@@ -211,6 +227,10 @@ class Settings(_Section):
     @property
     def checkpoint_path(self) -> Path:
         return Path(self.checkpoints.path) if self.checkpoints.path else self.data_path / "checkpoints.db"
+
+    @property
+    def evals_path(self) -> Path:
+        return self.data_path / "evals"
 
     @property
     def vault_key_path(self) -> Path:

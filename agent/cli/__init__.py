@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from agent.cli import audit_cmd, db_cmd, eval_group, plans_cmd, replay_cmd, run_cmd, tools_cmd
+from agent.cli import (
+    audit_cmd,
+    db_cmd,
+    eval_group,
+    eval_run_cmd,  # noqa: F401  (registers `eval run|label|harvest|suites` on eval_group.app)
+    plans_cmd,
+    replay_cmd,
+    run_cmd,
+    tools_cmd,
+)
 from agent.cli.common import State
 
 app = typer.Typer(
