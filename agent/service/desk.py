@@ -46,11 +46,12 @@ class EscalationDesk:
             raise DeskError(404, f"unknown escalation id {escalation_id!r}")
         return row
 
-    def _transition(self, escalation_id: str, where_status: str, claimed_by: str | None, **values: object) -> bool:
+    def _transition(self, escalation_id: str, where_status: str, holder: str | None, **values: object) -> bool:
+        """Move one escalation from `where_status` (held by `holder`, when given) in one UPDATE."""
         t = self._table
         condition = [t.c.id == escalation_id, t.c.status == where_status]
-        if claimed_by is not None:
-            condition.append(t.c.claimed_by == claimed_by)
+        if holder is not None:
+            condition.append(t.c.claimed_by == holder)
         with self.engine.begin() as conn:
             return bool(conn.execute(update(t).where(*condition).values(**values, updated_at=datetime.now(UTC))).rowcount)
 
