@@ -70,6 +70,18 @@ def test_an_expired_lease_passes_to_another_worker(queue_engine):
     queue.enqueue("run_a", answer={"approved": True})  # an approval answer queues it again
     again = queue.claim("third")
     assert again is not None and again.answer == {"approved": True}
+    assert queue.complete("run_a", "third", again.answer) and queue.claim("fourth") is None  # consumed
+
+
+def test_an_answer_for_a_held_run_waits_for_its_worker(queue_engine):
+    queue = WorkQueue(queue_engine, lease_s=60)
+    queue.enqueue("run_b")
+    assert queue.claim("busy") is not None
+    queue.enqueue("run_b", answer={"approved": False})  # decided while the worker still drives the run
+    assert queue.claim("other") is None  # never two workers on one run
+    assert queue.complete("run_b", "busy")
+    resumed = queue.claim("other")
+    assert resumed is not None and resumed.answer == {"approved": False}
 
 
 def test_killed_worker_run_is_finished_by_another_with_one_side_effect(tmp_path):

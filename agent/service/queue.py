@@ -26,9 +26,15 @@ class WorkQueue:
         self._table = WorkItem.__table__
 
     def enqueue(self, run_id: str, answer: dict[str, Any] | None = None) -> None:
-        """Queue a run (again): new runs, and runs an approval answer lets continue."""
+        """Queue a run (again): new runs, and runs an approval answer lets continue. An answer
+        for a run some worker still holds waits in the row; that worker queues it when done, so
+        two workers never drive one run."""
         t, now = self._table, utcnow()
         with self.engine.begin() as conn:
+            if answer is not None:
+                held = conn.execute(update(t).where(t.c.run_id == run_id, t.c.state == "leased").values(answer=answer, updated_at=now)).rowcount
+                if held:
+                    return
             requeued = conn.execute(
                 update(t).where(t.c.run_id == run_id).values(state="queued", answer=answer, lease_owner=None, lease_until=None, updated_at=now)
             ).rowcount
@@ -65,17 +71,22 @@ class WorkQueue:
                 ).rowcount
             )
 
-    def complete(self, run_id: str, owner: str) -> bool:
-        """Done with the run for now (finished, or parked waiting for a person)."""
+    def complete(self, run_id: str, owner: str, consumed: dict[str, Any] | None = None) -> bool:
+        """Done with the run for now (finished, or parked waiting for a person). An answer other
+        than the one this worker `consumed` arrived meanwhile: the run is queued again with it."""
         t = self._table
+        held = and_(t.c.run_id == run_id, t.c.lease_owner == owner, t.c.state == "leased")
         with self.engine.begin() as conn:
-            return bool(
-                conn.execute(
-                    update(t)
-                    .where(t.c.run_id == run_id, t.c.lease_owner == owner, t.c.state == "leased")
-                    .values(state="done", answer=None, lease_owner=None, lease_until=None, updated_at=utcnow())
-                ).rowcount
+            row = conn.execute(select(t.c.answer).where(held).with_for_update()).first()
+            if row is None:
+                return False
+            waiting = row.answer if row.answer != consumed else None
+            conn.execute(
+                update(t)
+                .where(held)
+                .values(state="queued" if waiting else "done", answer=waiting, lease_owner=None, lease_until=None, updated_at=utcnow())
             )
+            return True
 
     def depth(self) -> dict[str, int]:
         """How many runs are queued and leased (for /metrics)."""

@@ -59,7 +59,7 @@ class Worker:
         finally:
             stop.set()
             beat.join()
-            self.queue.complete(item.run_id, self.id)
+            self.queue.complete(item.run_id, self.id, item.answer)
 
     def run_forever(self, stop: threading.Event) -> None:
         log.info("worker started", worker=self.id)
