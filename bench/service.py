@@ -7,8 +7,9 @@ Each figure stands next to a baseline measured in the same run on the same runti
 
 The load generator stops by itself: accepting runs for `--seconds` from `--clients` threads;
 end to end posts `--tickets` tickets and waits until every run has finished (or `--timeout`).
+Service and baseline alternate over `--rounds`, so whatever else loads the machine hits both.
 
-    python -m bench.service [--seconds 5] [--clients 8] [--tickets 24] [--out bench/results/service.json]
+    python -m bench.service [--seconds 6] [--clients 8] [--tickets 24] [--rounds 3] [--out bench/results/service.json]
 
 The real models and SQLite files under a temporary folder, as the embedded default; uvicorn
 on loopback with the in-process workers (`service.workers`).
@@ -17,6 +18,7 @@ on loopback with the in-process workers (`service.workers`).
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import threading
 import time
@@ -41,6 +43,8 @@ FINISHED = ("completed", "escalated", "failed")
 
 
 def build(folder: Path, parts: Runtime | None = None) -> Runtime:
+    if parts is not None:  # the routing examples' embeddings, computed once by the warm runtime
+        shutil.copytree(parts.settings.data_path / "cache", folder / "cache", dirs_exist_ok=True)
     settings = load_settings(env={"CASEPLAN_DATA_DIR": str(folder), "CASEPLAN__SERVICE__RATE_LIMIT_PER_S": "100000", "CASEPLAN__SERVICE__RATE_LIMIT_BURST": "100000"})
     runtime = Runtime.build(settings, embedder=parts.embedder if parts else None, local_model=parts.local_model if parts else None)
     seed_demo(runtime.sandbox)
@@ -110,36 +114,51 @@ def end_to_end_in_process(runtime: Runtime, count: int) -> dict[str, Any]:
     return {"tickets": count, "seconds": round(elapsed, 2), "per_second": round(count / elapsed, 2)}
 
 
+def _merge(parts: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """Rounds added up: counts and seconds, with the rate over the whole."""
+    total = {name: round(sum(part[name] for part in parts), 2) for name in parts[0] if name != "per_second"}
+    total["per_second"] = round(total[key] / total["seconds"], 2)
+    total["rounds"] = len(parts)
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--seconds", type=float, default=6, help="accepting: seconds per side, split over the rounds")
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--tickets", type=int, default=24)
+    parser.add_argument("--tickets", type=int, default=24, help="end to end: tickets per side, split over the rounds")
+    parser.add_argument("--rounds", type=int, default=3, help="service and baseline alternate, so load on the machine hits both alike")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--out", type=Path, default=Path("bench/results/service.json"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         warm = build(root / "warm")
-        Runner(warm).submit(TICKETS[0])  # load the models once, outside every timing
-        for ticket in TICKETS:
+        for ticket in TICKETS:  # load the models and fill the routing cache, outside every timing
             Runner(warm).submit(ticket)
 
-        accepting = build(root / "accept", warm)
+        accepting, direct = build(root / "accept", warm), build(root / "accept-direct", warm)
         secret = KeyStore(accepting.engine).create("platform", "bench")[1]
+        http_rounds, direct_rounds = [], []
         with background_server(create_app(accepting, workers=0)) as url:
-            http_accept = accept_over_http(url, secret, args.seconds, args.clients)
-        direct_accept = accept_in_process(build(root / "accept-direct", warm), args.seconds)
+            for _ in range(args.rounds):
+                http_rounds.append(accept_over_http(url, secret, args.seconds / args.rounds, args.clients))
+                direct_rounds.append(accept_in_process(direct, args.seconds / args.rounds))
+        http_accept, direct_accept = _merge(http_rounds, "accepted"), _merge(direct_rounds, "accepted")
 
-        e2e = build(root / "e2e", warm)
+        e2e, direct = build(root / "e2e", warm), build(root / "e2e-direct", warm)
         secret = KeyStore(e2e.engine).create("platform", "bench")[1]
+        per_round = max(1, args.tickets // args.rounds)
+        http_rounds, direct_rounds = [], []
         with background_server(create_app(e2e)) as url:
-            http_e2e = end_to_end_over_http(url, secret, e2e, args.tickets, args.timeout)
-        direct_e2e = end_to_end_in_process(build(root / "e2e-direct", warm), args.tickets)
+            for _ in range(args.rounds):
+                http_rounds.append(end_to_end_over_http(url, secret, e2e, per_round, args.timeout))
+                direct_rounds.append(end_to_end_in_process(direct, per_round))
+        http_e2e, direct_e2e = _merge(http_rounds, "finished"), _merge(direct_rounds, "tickets")
 
     result = {
         "benchmark": "service",
-        "settings": {"seconds": args.seconds, "clients": args.clients, "tickets": args.tickets, "workers": warm.settings.service.workers},
+        "settings": {"seconds": args.seconds, "clients": args.clients, "tickets": per_round * args.rounds, "rounds": args.rounds, "workers": warm.settings.service.workers},
         "accept": {
             "http_post_v1_tickets": http_accept,
             "baseline_in_process": direct_accept,
