@@ -42,6 +42,13 @@ class Problem(BaseModel):
     errors: list[dict[str, Any]] | None = None
 
 
+# The error responses every API operation documents (OpenAPI), all as problem documents.
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    code: {"description": TITLES[code], "content": {PROBLEM_TYPE: {"schema": Problem.model_json_schema()}}}
+    for code in (400, 401, 403, 404, 409, 413, 415, 422, 429)
+}
+
+
 class ProblemError(Exception):
     """Raise anywhere in a request to answer with a problem document."""
 

@@ -11,8 +11,7 @@ from agent.record import Approval
 from agent.service.auth import actor, context, require
 from agent.service.context import ServiceContext
 from agent.service.models import ApiKey
-from agent.service.problems import ProblemError
-from agent.service.routes.tickets import PROBLEMS
+from agent.service.problems import PROBLEMS, ProblemError
 from agent.service.schemas import ApprovalDecision, ApprovalOut
 
 router = APIRouter(prefix="/v1/approvals", tags=["approvals"])

@@ -10,8 +10,7 @@ from agent.service.auth import actor, context, require
 from agent.service.context import ServiceContext
 from agent.service.desk import DeskError
 from agent.service.models import ApiKey
-from agent.service.problems import ProblemError
-from agent.service.routes.tickets import PROBLEMS
+from agent.service.problems import PROBLEMS, ProblemError
 from agent.service.schemas import EscalationOut, ResolveBody, ResolvedOut
 
 router = APIRouter(prefix="/v1/escalations", tags=["escalations"])

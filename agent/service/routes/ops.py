@@ -12,7 +12,7 @@ from agent.models.local import packaged_model_path
 from agent.service.auth import context, require
 from agent.service.context import ServiceContext
 from agent.service.models import ApiKey
-from agent.service.routes.tickets import PROBLEMS
+from agent.service.problems import PROBLEMS
 from agent.service.schemas import Health
 from tools.base import ToolContext
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sqlalchemy.exc import IntegrityError
@@ -17,17 +17,13 @@ from agent.record import Run, UnknownRunError
 from agent.service.auth import context, require
 from agent.service.context import ServiceContext
 from agent.service.models import ApiKey, IdempotencyRecord
-from agent.service.problems import PROBLEM_TYPE, TITLES, Problem, ProblemError
+from agent.service.problems import PROBLEMS, ProblemError
 from agent.service.schemas import EventOut, EventsView, RunView
 from agent.tickets import Ticket, TicketError, parse_ticket
 from plans.models import canonical_json
 
 router = APIRouter(prefix="/v1", tags=["tickets and runs"])
 IN_PROGRESS = ("received", "running")
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    code: {"description": TITLES[code], "content": {PROBLEM_TYPE: {"schema": Problem.model_json_schema()}}}
-    for code in (400, 401, 403, 404, 409, 413, 415, 422, 429)
-}
 IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
 
 
