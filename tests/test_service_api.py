@@ -4,6 +4,7 @@ run; idempotency; approvals and escalations through the API; bad input gets prob
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from sqlmodel import select
@@ -62,11 +63,18 @@ def test_post_ticket_signed_webhook_and_read_the_run(build, monkeypatch):
             events = client.get(f"/v1/runs/{run_id}/events").json()["events"]
             assert [e["kind"] for e in events][:2] == ["intake", "route"] and events[-1]["kind"] == "reply"
             assert "jane@example.com" not in json.dumps(events)  # the trace is masked
+            with service.client("auditor") as auditor:
+                assert auditor.get(f"/v1/runs/{run_id}/verify").json()["status"] == "verified"
+                exported = auditor.get(f"/v1/runs/{run_id}/export").json()
+                assert exported["id"] == run_id and len(exported["events"]) == len(events)
+                metrics = auditor.get("/metrics").text
+                assert 'caseplan_runs_total{outcome="completed",template="password_reset"} 1.0' in metrics
+                auditor.cookies.set("caseplan_key", service.keys["auditor"])
+                page = auditor.get(f"/console/runs/{run_id}", params={"verify": 1}).text
+                assert 'id="verify-report"' in page and "verified" in page
             for _ in range(100):
                 if hooks.accepted:
                     break
-                import time
-
                 time.sleep(0.05)
     [delivered] = hooks.accepted  # PlatformHooks refuses (401) anything not signed with the secret
     assert delivered["event"] == "run.finished"
