@@ -8,6 +8,7 @@ import threading
 import typer
 
 from agent.cli.common import echo_json, fail, state, with_errors
+from agent.cli.run_cmd import ensure_demo_data
 from agent.db import make_engine
 from agent.logging import configure_logging
 from agent.schema import ensure_schema
@@ -84,7 +85,9 @@ def register(app: typer.Typer) -> None:
 
         settings = state(ctx).settings
         configure_logging(settings.logging, force_json=True)
-        app = create_app(state(ctx).runtime(), workers=workers)
+        runtime = state(ctx).runtime()
+        ensure_demo_data(runtime.sandbox)  # zero set-up, as `caseplan run`: the sandbox tools have customers
+        app = create_app(runtime, workers=workers)
         uvicorn.run(app, host=host or settings.service.host, port=port if port is not None else settings.service.port, log_config=None)
 
     @app.command("worker")
@@ -100,6 +103,7 @@ def register(app: typer.Typer) -> None:
         settings = state(ctx).settings
         configure_logging(settings.logging, force_json=True)
         runtime = state(ctx).runtime()
+        ensure_demo_data(runtime.sandbox)
         queue = WorkQueue(runtime.engine, settings.service.lease_s)
         notifier = CompletionNotifier.from_settings(settings.service.webhook)
         runner, metrics = Runner(runtime), Metrics()
