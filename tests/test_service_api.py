@@ -11,6 +11,8 @@ from sqlmodel import select
 
 from agent.record import Run
 from agent.runtime import Runtime
+from agent.service.models import WorkItem
+from agent.service.queue import WorkQueue
 from tests.conftest import make_settings
 from tests.servers.base import LoopbackServer
 from tests.servers.platform import PlatformHooks
@@ -96,6 +98,11 @@ def test_idempotency_key_same_body_same_run_different_body_409(build):
         # Persisted before the answer, though no worker ran it.
         assert runtime.store.get_run(first.json()["run_id"]).status == "received"
         assert runtime.store.original_ticket(first.json()["run_id"])["text"] == RESET["text"]
+        # A first request that died after storing its run but before queueing it: the retry queues it.
+        with runtime.engine.begin() as conn:
+            conn.execute(WorkItem.__table__.delete())
+        assert client.post("/v1/tickets", json=RESET, headers={"Idempotency-Key": "k-1"}).json()["run_id"] == first.json()["run_id"]
+        assert WorkQueue(runtime.engine, 30).depth()["queued"] == 1
 
 
 def test_bad_input_gets_problem_documents_and_loses_nothing(build):

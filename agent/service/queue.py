@@ -44,6 +44,17 @@ class WorkQueue:
                 except IntegrityError:  # enqueued by someone else between the two statements
                     pass
 
+    def ensure(self, run_id: str) -> bool:
+        """Queue a run unless it has a queue entry already (accepting, and re-accepting a run
+        whose first request died between storing it and queueing it); True when it was added."""
+        t, now = self._table, utcnow()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(t).values(run_id=run_id, state="queued", answer=None, attempts=0, enqueued_at=now, updated_at=now))
+        except IntegrityError:
+            return False
+        return True
+
     def claim(self, owner: str) -> WorkItem | None:
         """Lease the oldest claimable run: queued, or leased by a worker whose lease ran out."""
         t, now = self._table, utcnow()

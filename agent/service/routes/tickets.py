@@ -61,11 +61,15 @@ def _accept(ctx: ServiceContext, ticket: Ticket, key: ApiKey, idempotency_key: s
             raise ProblemError(409, f"Idempotency-Key {idempotency_key!r} was already used with a different ticket")
         run_id = known.run_id
         try:
-            return store.get_run(run_id), False
+            run = store.get_run(run_id)
         except UnknownRunError:
             pass  # the first request stopped between recording the key and the run: finish its work
+        else:
+            if run.status == "received":
+                ctx.queue.ensure(run.id)  # ... or between storing the run and queueing it
+            return run, False
     run = store.create_run(ticket.model_dump(mode="json"), ctx.runtime.versions, run_id)
-    ctx.queue.enqueue(run.id)
+    ctx.queue.ensure(run.id)
     return run, True
 
 
