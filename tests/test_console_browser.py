@@ -83,6 +83,7 @@ def test_agent_resolves_an_escalation_with_a_reply_that_reaches_the_ticket(page,
         row.locator("button:has-text('Claim')").click()
         playwright.expect(page.locator("#escalation-status")).to_have_text("claimed")
         playwright.expect(page.locator("#timeline")).to_contain_text("route")  # the trace is on the page
+        playwright.expect(page.locator("h3")).to_have_text(["password_reset", "escalate"])  # the attempted plan, then the escalation
         reply = "Li Wei has to ask for the reset herself; we have sent her the instructions."
         page.fill("#resolution", "explained the account-owner policy")
         page.fill("#reply", reply)

@@ -118,14 +118,14 @@ def escalations(request: Request, user: User, ctx: Ctx, status: str = "open", qu
 def _evidence(ctx: ServiceContext, run_id: str) -> dict[str, Any]:
     """The run as the agent needs it: route, plan, timeline, retrieved passages."""
     timeline = run_timeline(ctx.audit, run_id)
-    plan = next((e.payload.get("plan") for e in reversed(timeline.events) if e.kind == "plan" and isinstance(e.payload, dict)), None)
+    plans = [e.payload.get("plan") or {} for e in timeline.events if e.kind == "plan" and isinstance(e.payload, dict)]  # the attempt, then any escalation plan
     passages = [
         passage
         for e in timeline.events
         if e.kind == "tool_result" and isinstance(e.payload, dict) and e.payload.get("tool") == "knowledge_search"
         for passage in ((e.payload.get("output") or {}).get("passages") or [])
     ]
-    return {"timeline": timeline, "plan": plan, "passages": passages}
+    return {"timeline": timeline, "plans": plans, "passages": passages}
 
 
 @router.get("/escalations/{escalation_id}", response_class=HTMLResponse)
