@@ -48,6 +48,14 @@ class Runner:
             return self._drive(run_id, None)
         return self._drive(run_id, {"run_id": run_id, "ticket": ticket})
 
+    def continue_run(self, run_id: str, answer: dict[str, Any] | None = None) -> RunResult:
+        """What a queue worker does with a run it leased: answer the pending approval when it
+        holds an answer and the run is still paused, otherwise resume (a re-leased run whose
+        worker died picks up from its checkpoint)."""
+        if answer is not None and self.runtime.graph.get_state(self._config(run_id)).interrupts:
+            return self._drive(run_id, Command(resume=answer))
+        return self.resume(run_id)
+
     def _drive(self, run_id: str, graph_input: Any) -> RunResult:
         durability = self.runtime.settings.checkpoints.durability
         state = self.runtime.graph.invoke(graph_input, self._config(run_id), durability=durability)

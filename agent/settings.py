@@ -183,6 +183,39 @@ class EvalSettings(_Section):
     harvest_file: str | None = None        # null: <data_dir>/evals/harvested.jsonl
 
 
+class ServiceWebhookSettings(_Section):
+    """The completion webhook to the platform: `run.finished` events, HMAC-SHA256 signed."""
+
+    url: WebUrl | None = None
+    secret_env: EnvVarName = "CASEPLAN_WEBHOOK_SECRET"
+    timeout_s: float = Field(4, gt=0)
+    max_attempts: int = Field(5, ge=1, le=10)
+    backoff_base_s: float = Field(0.2, ge=0)
+    backoff_max_s: float = Field(10, ge=0)
+
+
+class ServiceSettings(_Section):
+    """The HTTP service and its work queue (docs/service.md)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    workers: int = Field(1, ge=0, le=64)           # in-process worker threads; 0: only `caseplan worker` processes
+    max_body_bytes: int = Field(262144, ge=1024)   # larger request bodies get 413
+    max_wait_s: float = Field(60, ge=0)            # upper bound for ?wait= on POST /v1/tickets
+    rate_limit_per_s: float = Field(50, gt=0)      # per API key, token bucket refill
+    rate_limit_burst: int = Field(100, ge=1)
+    lease_s: float = Field(30, gt=0)               # a claimed run not heartbeated for this long is taken by another worker
+    heartbeat_s: float = Field(5, gt=0)
+    poll_s: float = Field(0.2, gt=0)               # how often an idle worker looks for work
+    webhook: ServiceWebhookSettings = ServiceWebhookSettings()
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> ServiceSettings:
+        if self.heartbeat_s >= self.lease_s:
+            raise ValueError(f"service.heartbeat_s ({self.heartbeat_s}) must be below service.lease_s ({self.lease_s})")
+        return self
+
+
 class Settings(_Section):
     """Everything caseplan reads from configuration, typed."""
 
@@ -202,6 +235,7 @@ class Settings(_Section):
     tools: ToolSettings = ToolSettings()
     record: RecordSettings = RecordSettings()
     evals: EvalSettings = EvalSettings()
+    service: ServiceSettings = ServiceSettings()
 
     @model_validator(mode="after")
     def _http_timeouts_fit_in_a_step(self) -> Settings:

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,7 @@ def load_vault(key_env: str, key_file: Path, *, create: bool) -> Vault | None:
         if not create:
             return None
         key_file.parent.mkdir(parents=True, exist_ok=True)
-        draft = key_file.with_name(f".{key_file.name}.{os.getpid()}")
+        draft = key_file.with_name(f".{key_file.name}.{os.getpid()}.{threading.get_ident()}")  # per thread: writers race
         handle = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(handle, "w") as out:
             out.write(Vault.new_key() + "\n")

@@ -12,6 +12,7 @@ from agent.cli import (
     plans_cmd,
     replay_cmd,
     run_cmd,
+    service_cmd,
     tools_cmd,
 )
 from agent.cli.common import State
@@ -40,6 +41,7 @@ replay_cmd.register(app)
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(db_cmd.app, name="db")
 app.add_typer(eval_group.app, name="eval")
+service_cmd.register(app)
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 which `caseplan eval harvest` turns into eval cases.
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-25
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

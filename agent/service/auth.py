@@ -1,0 +1,57 @@
+"""Who is calling: an API key (Authorization: Bearer, X-API-Key, or the console's cookie),
+its role checked per endpoint, its rate limited per key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from agent.service.context import ServiceContext
+from agent.service.models import ApiKey
+from agent.service.problems import ProblemError
+
+COOKIE = "caseplan_key"
+_bearer = HTTPBearer(auto_error=False, description="An API key: `caseplan keys create --role R --name N`.")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+def context(request: Request) -> ServiceContext:
+    return request.app.state.ctx
+
+
+def caller(
+    request: Request,
+    bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
+    header: str | None = Depends(_header),
+) -> ApiKey:
+    """The live key behind the request, rate limited; 401 without one, 429 over the limit."""
+    secret = (bearer.credentials if bearer else None) or header or request.cookies.get(COOKIE)
+    if not secret:
+        raise ProblemError(401, "an API key is required (Authorization: Bearer <key> or X-API-Key)", headers={"WWW-Authenticate": "Bearer"})
+    ctx = context(request)
+    key = ctx.keys.verify(secret)
+    if key is None:
+        raise ProblemError(401, "the API key is unknown or revoked", headers={"WWW-Authenticate": "Bearer"})
+    wait = ctx.limiter.take(key.id)
+    if wait:
+        raise ProblemError(429, f"rate limit for key {key.id} exceeded; retry in {wait:.2f}s", headers={"Retry-After": str(max(1, round(wait)))})
+    return key
+
+
+def require(*roles: str) -> Callable[..., ApiKey]:
+    """A dependency that admits these roles (and admin); 403 for any other role."""
+    allowed = frozenset(roles) | {"admin"}
+
+    def dependency(key: ApiKey = Depends(caller)) -> ApiKey:
+        if key.role not in allowed:
+            raise ProblemError(403, f"role {key.role!r} may not do this (allowed: {', '.join(sorted(allowed))})")
+        return key
+
+    return dependency
+
+
+def actor(key: ApiKey) -> str:
+    """How a person appears in claims and approvals: the key's name and id (names may repeat)."""
+    return f"{key.name} ({key.id})"

@@ -1,0 +1,112 @@
+"""The escalation desk: people claim, release and resolve escalations; a resolution may carry
+a reply to the customer, sent through the `ticket_update` tool once (ledger, idempotency key)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+from sqlalchemy import update
+from sqlmodel import Session, select
+
+from agent.runtime import Runtime
+from tools.base import ToolContext, ToolError
+from tools.escalation import Escalation
+
+
+class DeskError(Exception):
+    """A desk action that cannot be done now: `status` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class EscalationDesk:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.engine = runtime.engine
+        self._table = Escalation.__table__
+
+    def list(self, status: str | None = None, queue: str | None = None, limit: int = 100) -> Sequence[Escalation]:
+        with Session(self.engine) as session:
+            query = select(Escalation).order_by(Escalation.created_at).limit(limit)
+            if status:
+                query = query.where(Escalation.status == status)
+            if queue:
+                query = query.where(Escalation.queue == queue)
+            return session.exec(query).all()
+
+    def get(self, escalation_id: str) -> Escalation:
+        with Session(self.engine) as session:
+            row = session.get(Escalation, escalation_id)
+        if row is None:
+            raise DeskError(404, f"unknown escalation id {escalation_id!r}")
+        return row
+
+    def _transition(self, escalation_id: str, where_status: str, holder: str | None, **values: object) -> bool:
+        """Move one escalation from `where_status` (held by `holder`, when given) in one UPDATE."""
+        t = self._table
+        condition = [t.c.id == escalation_id, t.c.status == where_status]
+        if holder is not None:
+            condition.append(t.c.claimed_by == holder)
+        with self.engine.begin() as conn:
+            return bool(conn.execute(update(t).where(*condition).values(**values, updated_at=datetime.now(UTC))).rowcount)
+
+    def claim(self, escalation_id: str, by: str) -> Escalation:
+        """Take an open escalation; claiming one you already hold is a no-op."""
+        if not self._transition(escalation_id, "open", None, status="claimed", claimed_by=by):
+            row = self.get(escalation_id)
+            if not (row.status == "claimed" and row.claimed_by == by):
+                raise DeskError(409, self._why_not(row, by))
+        return self.get(escalation_id)
+
+    def release(self, escalation_id: str, by: str) -> Escalation:
+        if not self._transition(escalation_id, "claimed", by, status="open", claimed_by=None):
+            raise DeskError(409, self._why_not(self.get(escalation_id), by))
+        return self.get(escalation_id)
+
+    def resolve(self, escalation_id: str, by: str, resolution: str, reply: str | None = None) -> tuple[Escalation, dict | None]:
+        """Resolve an escalation you hold. The reply goes out first: if the helpdesk refuses it,
+        the escalation stays claimed and nothing is lost."""
+        row = self.get(escalation_id)
+        if row.status != "claimed" or row.claimed_by != by:
+            raise DeskError(409, self._why_not(row, by))
+        sent = self._send_reply(row, reply) if reply else None
+        if not self._transition(escalation_id, "claimed", by, status="resolved", resolution=resolution):
+            raise DeskError(409, self._why_not(self.get(escalation_id), by))
+        return self.get(escalation_id), sent
+
+    def _send_reply(self, row: Escalation, reply: str) -> dict:
+        if not row.ticket_id:
+            raise DeskError(422, "this escalation has no ticket id, so a reply cannot be sent; resolve it without one")
+        tool = self.runtime.registry.get("ticket_update")
+        try:
+            args = tool.input_model.model_validate({"ticket_id": row.ticket_id, "public_reply": reply, "status": "pending"})
+        except ValidationError as exc:
+            raise DeskError(422, f"reply: {exc.errors()[0]['msg']}") from None
+        key = f"{row.id}:resolve-reply"
+        ledger = self.runtime.ledger
+        seen = ledger.get(key)
+        if seen is not None and seen.status == "succeeded":
+            return seen.output or {}
+        ledger.begin(key, row.run_id, "resolve", tool.name)
+        try:
+            output = tool.invoke(args, ToolContext(row.run_id, "resolve", key)).model_dump(mode="json")
+        except ToolError as exc:
+            ledger.finish(key, error=exc.as_dict())
+            raise DeskError(502, f"the helpdesk did not take the reply ({exc.kind}): {exc.message}") from None
+        ledger.finish(key, output=output)
+        return output
+
+    @staticmethod
+    def _why_not(row: Escalation, by: str) -> str:
+        if row.status == "resolved":
+            return f"escalation {row.id} is already resolved"
+        if row.status == "claimed" and row.claimed_by != by:
+            return f"escalation {row.id} is claimed by {row.claimed_by}"
+        if row.status == "open":
+            return f"escalation {row.id} is not claimed; claim it first"
+        return f"escalation {row.id} is {row.status}"

@@ -1,0 +1,88 @@
+"""ASGI middleware: a hard cap on request bodies (413 before the body is read, or as soon as
+a chunked body passes the cap), and one structured log line plus a metric per request."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agent.service.metrics import Metrics
+from agent.service.problems import PROBLEM_TYPE, TITLES, Problem
+
+log = structlog.get_logger("caseplan.service")
+
+
+async def _send_problem(send: Send, status: int, detail: str) -> None:
+    body = Problem(title=TITLES.get(status, "Error"), status=status, detail=detail).model_dump_json(exclude_none=True).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", PROBLEM_TYPE.encode()), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimit:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                await _send_problem(send, 400, "Content-Length is not a number")
+                return
+            if size > self.max_bytes:
+                await _send_problem(send, 413, f"the body is {size} bytes; the limit is {self.max_bytes}")
+                return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise HTTPException(413, f"the body is over the limit of {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+class RequestLog:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status: dict[str, Any] = {"code": 500}
+
+        async def recording(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests.labels(scope["method"], template, str(status["code"])).inc()
+            log.info(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                route=template,
+                status=status["code"],
+                ms=round((time.perf_counter() - started) * 1000, 2),
+            )

@@ -1,0 +1,51 @@
+"""The service's own tables: API keys, the work queue, idempotency records."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, Column
+from sqlmodel import Field, SQLModel
+
+ROLES = ("platform", "agent", "auditor", "admin")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ApiKey(SQLModel, table=True):
+    """A caller's key: only its SHA-256 is stored (keys are 32 random bytes, so a slow hash adds nothing)."""
+
+    __tablename__ = "api_key"
+    id: str = Field(primary_key=True)
+    name: str
+    role: str = Field(index=True)
+    secret_hash: str = Field(index=True, unique=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None
+
+
+class WorkItem(SQLModel, table=True):
+    """One run waiting for, or held by, a worker. A lease that is not renewed expires, and any
+    worker may then take the run over and resume it from its checkpoint."""
+
+    __tablename__ = "work_item"
+    run_id: str = Field(primary_key=True)
+    state: str = Field(default="queued", index=True)  # queued | leased | done
+    answer: dict | None = Field(default=None, sa_column=Column(JSON))  # an approval answer to resume with
+    lease_owner: str | None = None
+    lease_until: datetime | None = Field(default=None, index=True)
+    attempts: int = 0
+    enqueued_at: datetime = Field(default_factory=utcnow, index=True)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """What one key (per API key) created: the same body gets the same run, a different body 409."""
+
+    __tablename__ = "idempotency_record"
+    key: str = Field(primary_key=True)  # "<api key id>:<Idempotency-Key>"
+    body_hash: str
+    run_id: str
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,52 @@
+"""Approvals: the runs paused because policy said needs_approval, and the answer that resumes them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query
+from sqlmodel import Session
+
+from agent.record import Approval
+from agent.service.auth import actor, context, require
+from agent.service.context import ServiceContext
+from agent.service.models import ApiKey
+from agent.service.problems import PROBLEMS, ProblemError
+from agent.service.schemas import ApprovalDecision, ApprovalOut
+
+router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
+
+
+def decide(ctx: ServiceContext, approval_id: str, approved: bool, by: str, note: str) -> Approval:
+    """Record the answer, then queue the run: a worker resumes it from its checkpoint."""
+    with Session(ctx.runtime.engine) as session:
+        row = session.get(Approval, approval_id)
+    if row is None:
+        raise ProblemError(404, f"unknown approval id {approval_id!r}")
+    if row.status != "pending":
+        raise ProblemError(409, f"approval {approval_id} was already {row.status} by {row.decided_by}")
+    decided = ctx.runtime.store.decide_approval(row.run_id, approved, by, note)
+    if decided is None or decided.id != approval_id:
+        raise ProblemError(409, f"approval {approval_id} is no longer pending")
+    ctx.queue.enqueue(row.run_id, answer={"approved": approved, "by": by, "note": note})
+    return decided
+
+
+@router.get("", response_model=list[ApprovalOut], responses=PROBLEMS)
+def list_approvals(
+    _: Annotated[ApiKey, Depends(require("agent", "auditor"))],
+    ctx: Annotated[ServiceContext, Depends(context)],
+    status: Annotated[Literal["pending", "approved", "rejected"] | None, Query()] = None,
+) -> list[ApprovalOut]:
+    return [ApprovalOut.of(row) for row in ctx.runtime.store.approvals(status=status)]
+
+
+@router.post("/{approval_id}", status_code=202, response_model=ApprovalOut, responses=PROBLEMS)
+def answer(
+    approval_id: str,
+    body: ApprovalDecision,
+    key: Annotated[ApiKey, Depends(require("agent"))],
+    ctx: Annotated[ServiceContext, Depends(context)],
+) -> ApprovalOut:
+    """Approve or reject; the run continues in the background (poll GET /v1/runs/{run_id})."""
+    return ApprovalOut.of(decide(ctx, approval_id, body.decision == "approve", actor(key), body.note))

@@ -1,0 +1,116 @@
+"""Request and response bodies of the HTTP API (the OpenAPI document is built from these)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.record import Approval, Run
+from tools.escalation import Escalation
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunView(BaseModel):
+    run_id: str
+    status: str
+    ticket_id: str | None = None
+    template: str | None = None
+    plan_hash: str | None = None
+    reply: str | None = None
+    escalation_reason: str | None = None
+    error: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    links: dict[str, str] = {}
+
+    @classmethod
+    def of(cls, run: Run) -> RunView:
+        return cls(
+            run_id=run.id,
+            status=run.status,
+            ticket_id=run.ticket_id,
+            template=run.template,
+            plan_hash=run.plan_hash,
+            reply=run.reply,
+            escalation_reason=run.escalation_reason,
+            error=run.error,
+            created_at=run.created_at,
+            updated_at=run.updated_at,
+            links={"self": f"/v1/runs/{run.id}", "events": f"/v1/runs/{run.id}/events"},
+        )
+
+
+class EventOut(BaseModel):
+    seq: int
+    kind: str
+    node: str
+    created_at: datetime
+    summary: str
+    payload: Any = None
+    hash: str
+
+
+class EventsView(BaseModel):
+    run_id: str
+    events: list[EventOut]
+
+
+class ApprovalOut(BaseModel):
+    id: str
+    run_id: str
+    plan_hash: str
+    steps: list[dict[str, Any]]
+    status: str
+    requested_at: datetime
+    decided_at: datetime | None = None
+    decided_by: str | None = None
+    note: str | None = None
+
+    @classmethod
+    def of(cls, row: Approval) -> ApprovalOut:
+        return cls.model_validate(row.model_dump())
+
+
+class ApprovalDecision(_Body):
+    decision: Literal["approve", "reject"]
+    note: str = Field("", max_length=2000)
+
+
+class EscalationOut(BaseModel):
+    id: str
+    run_id: str
+    ticket_id: str | None = None
+    reason: str
+    priority: str
+    queue: str
+    summary: str
+    evidence: list[str] = []
+    status: str
+    claimed_by: str | None = None
+    resolution: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: Escalation) -> EscalationOut:
+        return cls.model_validate(row.model_dump())
+
+
+class ResolveBody(_Body):
+    resolution: str = Field(min_length=1, max_length=4000, description="What was done, for the record.")
+    reply: str | None = Field(None, min_length=1, max_length=4000, description="A public reply to the customer, sent through ticket_update.")
+
+
+class ResolvedOut(BaseModel):
+    escalation: EscalationOut
+    ticket_update: dict[str, Any] | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "not_ready"]
+    checks: dict[str, str] = {}

@@ -1,0 +1,121 @@
+"""Queue workers: lease a run, drive it through the graph while heartbeating, then report it.
+
+Workers are stateless; run as threads inside `caseplan serve` or as `caseplan worker`
+processes on any machine that reaches the same database.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+
+import structlog
+
+from agent.runner import Runner, RunResult
+from agent.service.metrics import Metrics
+from agent.service.models import WorkItem
+from agent.service.notify import CompletionNotifier
+from agent.service.queue import WorkQueue
+from agent.settings import ServiceSettings
+
+log = structlog.get_logger(__name__)
+
+FINISHED = ("completed", "escalated", "failed")
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    def __init__(
+        self,
+        runner: Runner,
+        queue: WorkQueue,
+        settings: ServiceSettings,
+        notifier: CompletionNotifier | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.runner = runner
+        self.queue = queue
+        self.settings = settings
+        self.notifier = notifier
+        self.metrics = metrics
+        self.id = worker_id()
+
+    def run_once(self) -> RunResult | None:
+        """Take one run and drive it as far as it goes; None when the queue is empty."""
+        item = self.queue.claim(self.id)
+        if item is None:
+            return None
+        stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(item.run_id, stop), daemon=True, name=f"heartbeat-{item.run_id}")
+        beat.start()
+        try:
+            return self._process(item)
+        finally:
+            stop.set()
+            beat.join()
+            self.queue.complete(item.run_id, self.id, item.answer)
+
+    def run_forever(self, stop: threading.Event) -> None:
+        log.info("worker started", worker=self.id)
+        while not stop.is_set():
+            try:
+                worked = self.run_once() is not None
+            except Exception:  # a broken database connection must not end the worker
+                log.exception("worker iteration failed", worker=self.id)
+                worked = False
+            if not worked:
+                stop.wait(self.settings.poll_s)
+        log.info("worker stopped", worker=self.id)
+
+    def _process(self, item: WorkItem) -> RunResult:
+        store = self.runner.runtime.store
+        log.info("run leased", run_id=item.run_id, worker=self.id, attempt=item.attempts, resuming=item.attempts > 1)
+        seen = len(store.events(item.run_id))
+        started = time.perf_counter()
+        try:
+            result = self.runner.continue_run(item.run_id, item.answer)
+        except Exception as exc:  # a bug in one run must not take the worker down; the run says what happened
+            log.exception("run crashed", run_id=item.run_id)
+            store.update_run(item.run_id, status="failed", error=f"internal error: {type(exc).__name__}: {exc}"[:500])
+            result = RunResult(run_id=item.run_id, status="failed", error=str(exc)[:500])
+        elapsed = time.perf_counter() - started
+        run = store.get_run(item.run_id)
+        if self.metrics is not None:
+            calls = [e.payload for e in store.events(item.run_id)[seen:] if e.kind == "model_call"]
+            self.metrics.observe_run(result, run.template, elapsed, calls)
+        if result.status in FINISHED and self.notifier is not None:
+            self.notifier.run_finished(result, run.ticket_id)
+        log.info("run handled", run_id=item.run_id, status=result.status, worker=self.id)
+        return result
+
+    def _heartbeat(self, run_id: str, stop: threading.Event) -> None:
+        while not stop.wait(self.settings.heartbeat_s):
+            if not self.queue.heartbeat(run_id, self.id):
+                log.warning("lease lost", run_id=run_id, worker=self.id)
+                return
+
+
+class WorkerPool:
+    """N worker threads over one runtime (the local model serialises its own calls)."""
+
+    def __init__(self, workers: list[Worker]) -> None:
+        self.workers = workers
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for worker in self.workers:
+            thread = threading.Thread(target=worker.run_forever, args=(self.stop,), daemon=True, name=f"worker-{worker.id}")
+            thread.start()
+            self.threads.append(thread)
+
+    def close(self, timeout: float = 30) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout)

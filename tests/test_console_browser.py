@@ -1,0 +1,94 @@
+"""The console in a real browser (headless Debian Chromium driven by Playwright): an agent logs
+in with a key, approves a pending password reset and sees the run complete; another resolves
+an escalation with a reply that reaches the ticket."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from agent.runtime import Runtime
+from tests.conftest import make_settings
+from tests.service_support import Service, serve
+from tools.sandbox.models import SandboxComment, SandboxResetRequest
+from tools.sandbox.seed import seed_demo
+
+CHROMIUM = "/usr/bin/chromium"
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists() and not shutil.which("chromium"), reason="Debian chromium is not installed (.ci/run installs it)"),
+]
+
+RESET = {"text": "I forgot my password and can't log in, my email is jane@example.com", "requester_email": "jane@example.com", "ticket_id": "1003"}
+MANAGER = {"text": "Please reset the password for li.wei@example.com, I am her manager.", "requester_email": "omar@example.com", "ticket_id": "1001"}
+
+
+@pytest.fixture
+def page():
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        tab = browser.new_page()
+        tab.set_default_timeout(60_000)
+        yield tab
+        browser.close()
+
+
+def _runtime(tmp_path, database_env, embedder, local_model, **env: str) -> Runtime:
+    runtime = Runtime.build(make_settings(tmp_path / "data", **database_env, **env), embedder=embedder, local_model=local_model)
+    seed_demo(runtime.sandbox)
+    return runtime
+
+
+def _log_in(page, service: Service) -> None:
+    page.goto(f"{service.url}/console")
+    page.fill("#key", service.keys["agent"])
+    page.click("button:has-text('Log in')")
+    playwright.expect(page.locator("nav")).to_contain_text("test-agent (agent)")
+
+
+def test_agent_approves_a_password_reset_and_sees_the_run_complete(page, tmp_path, database_env, embedder, local_model):
+    policy = tmp_path / "approve_resets.yaml"
+    policy.write_text("version: 1\ntools:\n  password_reset: {decision: needs_approval, requires_before: [verify_identity]}\n")
+    runtime = _runtime(tmp_path, database_env, embedder, local_model, CASEPLAN__POLICIES__FILES=f"[{policy}]")
+    with serve(runtime) as service, service.client("platform") as platform:
+        run_id = platform.post("/v1/tickets", json=RESET, headers={"Idempotency-Key": "browser-1"}).json()["run_id"]
+        assert service.wait_for_run(run_id, ("waiting_approval", "completed", "failed"))["status"] == "waiting_approval"
+        _log_in(page, service)
+        page.goto(f"{service.url}/console/approvals")
+        row = page.locator(f"tr[data-run='{run_id}']")
+        playwright.expect(row).to_contain_text("password_reset")
+        row.locator("input[name='note']").fill("caller verified by phone")
+        row.locator("button[value='approve']").click()
+        page.wait_for_url(f"**/console/runs/{run_id}**")
+        playwright.expect(page.locator("#run-status")).to_have_text("completed")  # the page refreshes while running
+        playwright.expect(page.locator("#timeline")).to_contain_text("approved by test-agent")
+        playwright.expect(page.locator("#run-reply")).to_contain_text("j***@example.com")
+    with runtime.sandbox.session() as session:
+        assert len(session.exec(select(SandboxResetRequest)).all()) == 1
+
+
+def test_agent_resolves_an_escalation_with_a_reply_that_reaches_the_ticket(page, tmp_path, database_env, embedder, local_model):
+    runtime = _runtime(tmp_path, database_env, embedder, local_model)
+    with serve(runtime) as service, service.client("platform") as platform:
+        run_id = platform.post("/v1/tickets", json=MANAGER, headers={"Idempotency-Key": "browser-2"}).json()["run_id"]
+        assert service.wait_for_run(run_id, ("completed", "escalated", "failed"))["status"] == "escalated"
+        _log_in(page, service)
+        page.goto(f"{service.url}/console/escalations?status=open")
+        row = page.locator("tr[data-escalation]").filter(has_text="identity_not_verified")
+        row.locator("button:has-text('Claim')").click()
+        playwright.expect(page.locator("#escalation-status")).to_have_text("claimed")
+        playwright.expect(page.locator("#timeline")).to_contain_text("route")  # the trace is on the page
+        playwright.expect(page.locator("h3")).to_have_text(["password_reset", "escalate"])  # the attempted plan, then the escalation
+        reply = "Li Wei has to ask for the reset herself; we have sent her the instructions."
+        page.fill("#resolution", "explained the account-owner policy")
+        page.fill("#reply", reply)
+        page.click("button:has-text('Resolve')")
+        playwright.expect(page.locator("#escalation-status")).to_have_text("resolved")
+    with runtime.sandbox.session() as session:
+        comments = session.exec(select(SandboxComment).where(SandboxComment.ticket_id == "1001", SandboxComment.public)).all()
+    assert [c.body for c in comments] == [reply]

@@ -1,0 +1,192 @@
+"""The real app under uvicorn on loopback: post a ticket, receive the signed webhook, read the
+run; idempotency; approvals and escalations through the API; bad input gets problems, not 500s."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from sqlmodel import select
+
+from agent.record import Run
+from agent.runtime import Runtime
+from agent.service.models import WorkItem
+from agent.service.queue import WorkQueue
+from tests.conftest import make_settings
+from tests.servers.base import LoopbackServer
+from tests.servers.platform import PlatformHooks
+from tests.service_support import serve
+from tools.sandbox.models import SandboxComment, SandboxResetRequest
+from tools.sandbox.seed import seed_demo
+from tools.webhooks import EVENT_HEADER
+
+pytestmark = pytest.mark.slow
+
+RESET = {"text": "I forgot my password and can't log in, my email is jane@example.com", "requester_email": "jane@example.com", "ticket_id": "1003"}
+MANAGER = {"text": "Please reset the password for li.wei@example.com, I am her manager.", "requester_email": "omar@example.com", "ticket_id": "1001"}
+SECRET_ENV = "CASEPLAN_TEST_SERVICE_WEBHOOK_SECRET"
+
+
+@pytest.fixture
+def build(tmp_path, database_env, embedder, local_model, monkeypatch):
+    """A runtime over a fresh data folder with extra settings (environment-style overrides)."""
+    built: list[Runtime] = []
+
+    def make(**env: str) -> Runtime:
+        runtime = Runtime.build(make_settings(tmp_path / "data", **database_env, **env), embedder=embedder, local_model=local_model)
+        seed_demo(runtime.sandbox)
+        built.append(runtime)
+        return runtime
+
+    yield make
+    for runtime in built:
+        runtime.engine.dispose()
+
+
+def approval_policy(tmp_path) -> str:
+    policy = tmp_path / "approve_resets.yaml"
+    policy.write_text("version: 1\ntools:\n  password_reset: {decision: needs_approval, requires_before: [verify_identity]}\n")
+    return f"[{policy}]"
+
+
+def test_post_ticket_signed_webhook_and_read_the_run(build, monkeypatch):
+    monkeypatch.setenv(SECRET_ENV, "hook-secret")
+    hooks = PlatformHooks("hook-secret")
+    with LoopbackServer(hooks) as platform:
+        runtime = build(CASEPLAN__SERVICE__WEBHOOK__URL=platform.url + "/hooks", CASEPLAN__SERVICE__WEBHOOK__SECRET_ENV=SECRET_ENV)
+        with serve(runtime) as service, service.client("platform") as client:
+            answer = client.post("/v1/tickets", json=RESET, headers={"Idempotency-Key": "t-1"}, params={"wait": 0})
+            assert answer.status_code == 202, answer.text
+            run_id = answer.json()["run_id"]
+            assert answer.headers["location"] == f"/v1/runs/{run_id}"
+            run = service.wait_for_run(run_id, ("completed", "escalated", "failed"))
+            assert run["status"] == "completed" and run["template"] == "password_reset"
+            events = client.get(f"/v1/runs/{run_id}/events").json()["events"]
+            assert [e["kind"] for e in events][:2] == ["intake", "route"] and events[-1]["kind"] == "reply"
+            assert "jane@example.com" not in json.dumps(events)  # the trace is masked
+            with service.client("auditor") as auditor:
+                assert auditor.get(f"/v1/runs/{run_id}/verify").json()["status"] == "verified"
+                exported = auditor.get(f"/v1/runs/{run_id}/export").json()
+                assert exported["id"] == run_id and len(exported["events"]) == len(events)
+                metrics = auditor.get("/metrics").text
+                assert 'caseplan_runs_total{outcome="completed",template="password_reset"} 1.0' in metrics
+                auditor.cookies.set("caseplan_key", service.keys["auditor"])
+                page = auditor.get(f"/console/runs/{run_id}", params={"verify": 1}).text
+                assert 'id="verify-report"' in page and "verified" in page
+            for _ in range(100):
+                if hooks.accepted:
+                    break
+                time.sleep(0.05)
+    [delivered] = hooks.accepted  # PlatformHooks refuses (401) anything not signed with the secret
+    assert delivered["event"] == "run.finished"
+    assert delivered["data"]["run_id"] == run_id and delivered["data"]["status"] == "completed"
+    assert hooks.requests[0].headers[EVENT_HEADER.lower()] == "run.finished"
+    assert hooks.requests[0].headers["idempotency-key"] == f"{run_id}:run.finished"
+
+
+def test_idempotency_key_same_body_same_run_different_body_409(build):
+    runtime = build()
+    with serve(runtime, workers=0) as service, service.client("platform") as client:
+        first = client.post("/v1/tickets", json=RESET, headers={"Idempotency-Key": "k-1"})
+        again = client.post("/v1/tickets", json=RESET, headers={"Idempotency-Key": "k-1"})
+        other = client.post("/v1/tickets", json={**RESET, "text": "something else"}, headers={"Idempotency-Key": "k-1"})
+        assert first.status_code == again.status_code == 202
+        assert first.json()["run_id"] == again.json()["run_id"]
+        assert other.status_code == 409 and other.headers["content-type"] == "application/problem+json"
+        assert "different ticket" in other.json()["detail"]
+        # Persisted before the answer, though no worker ran it.
+        assert runtime.store.get_run(first.json()["run_id"]).status == "received"
+        assert runtime.store.original_ticket(first.json()["run_id"])["text"] == RESET["text"]
+        # A first request that died after storing its run but before queueing it: the retry queues it.
+        with runtime.engine.begin() as conn:
+            conn.execute(WorkItem.__table__.delete())
+        assert client.post("/v1/tickets", json=RESET, headers={"Idempotency-Key": "k-1"}).json()["run_id"] == first.json()["run_id"]
+        assert WorkQueue(runtime.engine, 30).depth()["queued"] == 1
+
+
+def test_bad_input_gets_problem_documents_and_loses_nothing(build):
+    runtime = build(CASEPLAN__SERVICE__MAX_BODY_BYTES="4096", CASEPLAN__SERVICE__RATE_LIMIT_BURST="40", CASEPLAN__SERVICE__RATE_LIMIT_PER_S="1")
+    with serve(runtime, workers=0) as service, service.client("platform") as client:
+        accepted = client.post("/v1/tickets", json=RESET, headers={"Idempotency-Key": "good"})
+        assert accepted.status_code == 202
+        key = {"Idempotency-Key": "bad"}
+        cases = [
+            (client.post("/v1/tickets", content=b'{"text": ', headers={**key, "Content-Type": "application/json"}), 400, "not valid JSON"),
+            (client.post("/v1/tickets", content=b"text=hi", headers={**key, "Content-Type": "application/x-www-form-urlencoded"}), 415, "application/json"),
+            (client.post("/v1/tickets", json={"text": "x" * 5000}, headers=key), 413, "limit is 4096"),
+            (client.post("/v1/tickets", json={**RESET, "priority": "urgent"}, headers=key), 422, "priority"),
+            (client.post("/v1/tickets", json={"text": 42}, headers=key), 422, "text"),
+            (client.post("/v1/tickets", json={"subject": "no text"}, headers=key), 422, "text"),
+            (client.post("/v1/tickets", json=RESET), 422, "Idempotency-Key"),
+            (client.post("/v1/tickets", json={**RESET, "text": "nul\x00byte"}, headers=key), 422, "NUL"),
+            (client.get("/v1/runs/run_nope"), 404, "unknown run id"),
+        ]
+        for response, status, words in cases:
+            assert response.status_code == status, (status, response.text)
+            assert response.headers["content-type"] == "application/problem+json"
+            assert words.lower() in response.json()["detail"].lower(), response.json()
+        with service.client() as anonymous:
+            assert anonymous.post("/v1/tickets", json=RESET, headers=key).status_code == 401
+        with service.client(None, Authorization="Bearer cpk_forged") as forged:
+            assert forged.get("/v1/runs/x").status_code == 401
+        flood = [client.get(f"/v1/runs/{accepted.json()['run_id']}").status_code for _ in range(60)]
+        assert 429 in flood and flood[0] == 200
+        with service.client("agent") as other_key:  # the flood is limited per key
+            assert other_key.get(f"/v1/runs/{accepted.json()['run_id']}").status_code == 200
+    with runtime.store.engine.connect() as conn:
+        assert [row.id for row in conn.execute(select(Run.__table__.c.id))] == [accepted.json()["run_id"]]
+
+
+def test_approval_through_the_api_resumes_the_run(build, tmp_path):
+    runtime = build(CASEPLAN__POLICIES__FILES=approval_policy(tmp_path))
+    with serve(runtime) as service, service.client("platform") as platform, service.client("agent") as agent:
+        run_id = platform.post("/v1/tickets", json=RESET, headers={"Idempotency-Key": "a-1"}).json()["run_id"]
+        assert service.wait_for_run(run_id, ("waiting_approval", "completed", "failed"))["status"] == "waiting_approval"
+        with runtime.sandbox.session() as session:
+            assert session.exec(select(SandboxResetRequest)).all() == []  # nothing happened before the answer
+        [pending] = agent.get("/v1/approvals", params={"status": "pending"}).json()
+        assert pending["run_id"] == run_id and pending["steps"][0]["tool"] == "password_reset"
+        assert platform.post(f"/v1/approvals/{pending['id']}", json={"decision": "approve"}).status_code == 403
+        assert agent.post(f"/v1/approvals/{pending['id']}", json={"decision": "maybe"}).status_code == 422
+        decided = agent.post(f"/v1/approvals/{pending['id']}", json={"decision": "approve", "note": "verified by phone"})
+        assert decided.status_code == 202 and decided.json()["status"] == "approved"
+        assert agent.post(f"/v1/approvals/{pending['id']}", json={"decision": "reject"}).status_code == 409
+        assert service.wait_for_run(run_id, ("completed", "escalated", "failed"))["status"] == "completed"
+        with runtime.sandbox.session() as session:
+            assert len(session.exec(select(SandboxResetRequest)).all()) == 1
+
+
+def test_escalation_claim_resolve_with_reply_reaches_the_ticket(build):
+    runtime = build()
+    with serve(runtime) as service, service.client("platform") as platform, service.client("agent") as agent:
+        run_id = platform.post("/v1/tickets", json=MANAGER, headers={"Idempotency-Key": "e-1"}, params={"wait": 120}).json()["run_id"]
+        assert service.wait_for_run(run_id, ("completed", "escalated", "failed"))["status"] == "escalated"
+        [open_one] = agent.get("/v1/escalations", params={"status": "open"}).json()
+        assert open_one["run_id"] == run_id and open_one["ticket_id"] == "1001"
+        esc = open_one["id"]
+        assert agent.post(f"/v1/escalations/{esc}/resolve", json={"resolution": "x"}).status_code == 409  # not claimed
+        assert agent.post(f"/v1/escalations/{esc}/claim").json()["status"] == "claimed"
+        with service.client("admin") as someone_else:
+            taken = someone_else.post(f"/v1/escalations/{esc}/resolve", json={"resolution": "mine now"})
+            assert taken.status_code == 409 and "claimed by test-agent" in taken.json()["detail"]
+        reply = "We cannot reset another person's password; Li Wei can request it herself."
+        resolved = agent.post(f"/v1/escalations/{esc}/resolve", json={"resolution": "explained policy", "reply": reply})
+        assert resolved.status_code == 200, resolved.text
+        assert resolved.json()["escalation"]["status"] == "resolved" and resolved.json()["ticket_update"]["ticket_id"] == "1001"
+        assert agent.post(f"/v1/escalations/{esc}/release").status_code == 409
+    with runtime.sandbox.session() as session:
+        comments = session.exec(select(SandboxComment).where(SandboxComment.ticket_id == "1001")).all()
+    assert [c.body for c in comments if c.public] == [reply]
+
+
+def test_health_readiness_and_metrics(build):
+    runtime = build()
+    with serve(runtime, workers=0) as service, service.client() as anonymous, service.client("auditor") as auditor:
+        assert anonymous.get("/healthz").json() == {"status": "ok", "checks": {}}
+        ready = anonymous.get("/readyz").json()
+        assert ready["status"] == "ok" and set(ready["checks"]) == {"database", "model", "retrieval"}
+        assert anonymous.get("/metrics").status_code == 401
+        text = auditor.get("/metrics").text
+        assert "caseplan_queue_depth" in text and "caseplan_http_requests_total" in text
+        assert anonymous.get("/docs").status_code == 200 and "/v1/tickets" in anonymous.get("/openapi.json").json()["paths"]

@@ -1,0 +1,112 @@
+"""The work queue: every run is leased by one worker at a time; a worker killed in the middle
+of a run loses its lease, and another worker finishes the run with exactly one side effect."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from agent.db import make_engine
+from agent.runner import Runner
+from agent.schema import ensure_schema
+from agent.service.models import WorkItem
+from agent.service.queue import WorkQueue
+from agent.service.worker import Worker
+from tests.conftest import make_settings
+from tests.crash_support import TICKET, build
+from tests.worker_crash_main import LEASE
+from tools.sandbox.models import SandboxOutboxEmail, SandboxResetRequest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def queue_engine(tmp_path, database_env):
+    engine = make_engine(make_settings(tmp_path / "data", **database_env).database_url)
+    ensure_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_concurrent_workers_each_claim_a_run_once(queue_engine):
+    queue = WorkQueue(queue_engine, lease_s=60)
+    for n in range(30):
+        queue.enqueue(f"run_{n:02d}")
+    claimed: list[str] = []
+    lock = threading.Lock()
+
+    def drain(owner: str) -> None:
+        while (item := queue.claim(owner)) is not None:
+            with lock:
+                claimed.append(item.run_id)
+
+    threads = [threading.Thread(target=drain, args=(f"w{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(claimed) == [f"run_{n:02d}" for n in range(30)]
+    assert queue.depth() == {"queued": 0, "leased": 30}
+
+
+def test_an_expired_lease_passes_to_another_worker(queue_engine):
+    queue = WorkQueue(queue_engine, lease_s=0.3)
+    queue.enqueue("run_a")
+    first = queue.claim("dead")
+    assert first is not None and queue.claim("other") is None  # held
+    assert queue.heartbeat("run_a", "dead")
+    time.sleep(0.5)
+    second = queue.claim("other")
+    assert second is not None and second.run_id == "run_a" and second.attempts == 2
+    assert not queue.heartbeat("run_a", "dead") and not queue.complete("run_a", "dead")  # the dead one lost it
+    assert queue.complete("run_a", "other")
+    queue.enqueue("run_a", answer={"approved": True})  # an approval answer queues it again
+    again = queue.claim("third")
+    assert again is not None and again.answer == {"approved": True}
+    assert queue.complete("run_a", "third", again.answer) and queue.claim("fourth") is None  # consumed
+
+
+def test_an_answer_for_a_held_run_waits_for_its_worker(queue_engine):
+    queue = WorkQueue(queue_engine, lease_s=60)
+    queue.enqueue("run_b")
+    assert queue.claim("busy") is not None
+    queue.enqueue("run_b", answer={"approved": False})  # decided while the worker still drives the run
+    assert queue.claim("other") is None  # never two workers on one run
+    assert queue.complete("run_b", "busy")
+    resumed = queue.claim("other")
+    assert resumed is not None and resumed.answer == {"approved": False}
+
+
+def test_killed_worker_run_is_finished_by_another_with_one_side_effect(tmp_path):
+    runtime = build(tmp_path)  # marker absent: the first worker to run the crash step dies
+    run = runtime.store.create_run(TICKET.model_dump(mode="json"), runtime.versions)
+    queue = WorkQueue(runtime.engine, LEASE.lease_s)
+    queue.enqueue(run.id)
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    worker = subprocess.run([sys.executable, "-m", "tests.worker_crash_main", str(tmp_path)], cwd=REPO, env=env, capture_output=True, timeout=300)
+    assert worker.returncode == -9, worker.stderr.decode()[-2000:]  # SIGKILL in the middle of the run
+    with runtime.sandbox.session() as session:
+        assert len(session.exec(select(SandboxResetRequest)).all()) == 1  # the reset happened before the kill
+    assert runtime.store.get_run(run.id).status == "running"
+
+    survivor = Worker(Runner(runtime), queue, LEASE)
+    deadline = time.monotonic() + 30
+    while (result := survivor.run_once()) is None:  # waits out the dead worker's lease
+        assert time.monotonic() < deadline, "the dead worker's lease never expired"
+        time.sleep(0.1)
+    assert result.run_id == run.id and result.status == "completed", result
+    with runtime.sandbox.session() as session:
+        assert len(session.exec(select(SandboxResetRequest)).all()) == 1
+        assert len(session.exec(select(SandboxOutboxEmail)).all()) == 1
+    with runtime.engine.connect() as conn:
+        item = conn.execute(select(WorkItem.__table__).where(WorkItem.__table__.c.run_id == run.id)).mappings().one()
+    assert item["attempts"] == 2 and item["state"] == "done"
+    assert runtime.store.get_run(run.id).status == "completed"
