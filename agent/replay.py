@@ -334,7 +334,8 @@ class Scratch:
         store = RunStore(engine)
         store.versions = runtime.store.versions  # as taken when the runtime was built, like a recording run's
         ledger = SideEffectLedger(engine)
-        executor = Executor(registry, ledger, runtime.settings.executor, sleep=lambda _: None)  # recorded retries need no waiting
+        # recorded retries need no waiting; the gate counts rate limits under the recorded keys, so nothing twice
+        executor = Executor(registry, ledger, runtime.settings.executor, gate=runtime.policy, sleep=lambda _: None)
         checkpoints = InMemorySaver()
         graph = build_graph(GraphDeps(store, router, planner, runtime.policy, executor), checkpoints)
         return cls(store, ledger, checkpoints, graph)

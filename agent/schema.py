@@ -27,7 +27,17 @@ log = structlog.get_logger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 BASELINE = "0001"
 MANAGED_TABLES = frozenset(
-    {"run", "runevent", "storedplan", "sideeffect", "escalation", "approval", "piivault", "identity_verification"}
+    {
+        "run",
+        "runevent",
+        "storedplan",
+        "sideeffect",
+        "escalation",
+        "approval",
+        "piivault",
+        "identity_verification",
+        "policy_rate_use",
+    }
 )
 
 
@@ -38,6 +48,7 @@ class SchemaVersionError(RecordError):
 def record_metadata() -> MetaData:
     """All SQLModel tables, with the record's own tables registered."""
     import agent.record  # noqa: F401 (registers the record tables)
+    import policies.ratelimit  # noqa: F401
     import tools.escalation  # noqa: F401
     import tools.verifications  # noqa: F401
 

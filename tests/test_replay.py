@@ -64,7 +64,9 @@ def custom_runtime(root, database_env, embedder, local_model, **env):
 
 def test_a_run_that_waited_for_approval_replays_with_the_recorded_answer(tmp_path, database_env, embedder, local_model):
     policy = tmp_path / "approve.yaml"
-    policy.write_text("version: 1\ntools:\n  password_reset: {decision: needs_approval, requires_before: [verify_identity]}\n")
+    policy.write_text(
+        "version: 1\nrules:\n  - {id: reset-approval, tools: [password_reset], decision: needs_approval, reason: a person confirms}\n"
+    )
     runtime = custom_runtime(tmp_path, database_env, embedder, local_model, CASEPLAN__POLICIES__FILES=f"[{policy}]")
     runner, env = Runner(runtime), cli_env(runtime.settings, CASEPLAN__POLICIES__FILES=f"[{policy}]")
     approved, rejected = runner.submit(TICKETS[0]), runner.submit(TICKETS[0])

@@ -44,7 +44,7 @@ class State:
     @cached_property
     def settings(self) -> Settings:
         settings = load_settings(self.config_path)
-        configure_logging(settings.logging)
+        configure_logging(settings.logging, mask_kinds=settings.pii.logs)
         return settings
 
     def runtime(self) -> Any:
