@@ -172,7 +172,7 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
         if verdict.decision == "needs_approval":
             store.update_run(state["run_id"], status="waiting_approval")
             pending = [step.model_dump(mode="json") for step in verdict.blocking]
-            store.request_approval(state["run_id"], state["plan_hash"], pending)
+            store.request_approval(state["run_id"], state["plan_hash"], store.protection.mask(pending))
         return {"verdict": verdict.model_dump(mode="json")}
 
     def approval(state: RunState) -> dict[str, Any]:

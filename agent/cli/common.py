@@ -17,7 +17,7 @@ from agent.record import UnknownRunError
 from agent.settings import ConfigError, Settings, load_settings
 from agent.tickets import TicketError
 from plans.catalogue import CatalogueError, UnknownTemplateError
-from policies.engine import PolicyError
+from policies.loader import PolicyError
 from tools.registry import UnknownToolError
 
 USAGE_ERROR = 2
