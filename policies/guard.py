@@ -47,6 +47,8 @@ _COMPACT_OVERRIDE = re.compile(
 )
 _ROLE = [
     re.compile(r"(?im)^\s*[\[(<#*]*\s*(?:system|assistant|developer|tool|function|admin|operator)\s*(?:message|prompt|note)?\s*[\])>*]*\s*[:>]"),
+    re.compile(r"(?i)(?:[.!?]\s+|[\[(<])(?:system|assistant|developer|tool|function)\s*(?:message|prompt|note|result|output)?\s*[\])>]?\s*:"),
+    re.compile(r"\b(?:SYSTEM|ASSISTANT|DEVELOPER|TOOL|FUNCTION)(?: MESSAGE| PROMPT| NOTE| RESULT)?\s*:"),
     re.compile(r"<\|?\s*(?:im_start|im_end|system|assistant|endoftext|eot_id|start_header_id)\s*\|?>", re.I),
     re.compile(r"\[/?(?:INST|SYS|SYSTEM)\]|<<\s*/?SYS\s*>>", re.I),
     re.compile(r"</?\s*(?:system|assistant|tool_call|tool_result|function_call|tool|instructions?)\s*>", re.I),
@@ -61,7 +63,7 @@ _OTHER_PARTY = re.compile(
     r"(?:his|her|their|my (?:boss|manager|colleague|co-?worker|wife|husband|partner|friend|son|daughter|ex|employee)'?s?) (?:account|password|login|email)|"
     r"(?:account|password|login) (?:of|for|belonging to) (?:my |the |another |a )?(?:boss|manager|colleague|co-?worker|wife|husband|partner|friend|user|customer|employee|someone|client|ex))\b"
 )
-_ACCOUNT_WORDS = re.compile(r"\b(?:password|reset|account|log ?in|sign ?in|access|unlock|credentials?|verify|recovery)\b")
+_ACCOUNT_WORDS = re.compile(r"\b(?:passwords?|reset\w*|accounts?|log ?in|sign ?in|access|unlock\w*|credentials?|verif\w*|recover\w*)\b")
 _BYPASS = [
     re.compile(r"\b(?:skip|bypass|without|no need (?:for|to)|don'?t|do not|waive|disable|turn off|ignore|omit|avoid|circumvent)\b[^.\n]{0,30}\b(?:verif\w*|identity checks?|id checks?|2fa|two[- ]factor|mfa|authenticat\w*|security (?:checks?|questions?)|confirmation)\b"),
     re.compile(r"\b(?:i am|i'm|im|this is|we are|speaking as|writing as)\b[^.\n]{0,20}\b(?:the |an |your )?(?:admin|administrator|ceo|cfo|cto|owner of (?:the|this) company|it (?:department|support|admin|team)|security team|sysadmin|support (?:lead|manager|agent)|from (?:it|security|support|engineering|your company))\b"),
