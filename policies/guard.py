@@ -108,6 +108,8 @@ def _excerpt(text: str, start: int, end: int) -> str:
 
 
 def _scripts(word: str) -> set[str]:
+    if word.isascii():
+        return {"LATIN"}
     found = set()
     for char in word:
         name = unicodedata.name(char, "")
@@ -170,10 +172,10 @@ class InputGuardian:
             if detector in on and all(f.detector != detector for f in flags):
                 flags.append(Flag(rule_id=f"input-guard.{detector}", detector=detector, evidence=evidence))
 
-        for index, char in enumerate(text):
+        for char in sorted(set(text)):  # each distinct character once
             category = unicodedata.category(char)
-            if (category == "Cc" and char not in "\n\r\t") or (category == "Cf" and char not in "\u200d"):
-                flag("control_chars", f"U+{ord(char):04X} at position {index}")
+            if (category == "Cc" and char not in "\n\r\t") or (category == "Cf" and char != "\u200d"):
+                flag("control_chars", f"U+{ord(char):04X} at position {text.index(char)}")
                 break
         for match in _WORD.finditer(text):
             if len(_scripts(match.group(0))) > 1:
