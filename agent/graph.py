@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypedDict
 
 import structlog
@@ -45,6 +46,7 @@ class RunState(TypedDict, total=False):
     verdict: dict[str, Any] | None
     guard: dict[str, Any] | None
     approved_steps: list[str]
+    received_at: str | None  # when the run arrived (ISO): what a replay judges rate limits at
     step_index: int
     outputs: dict[str, Any]
     results: list[dict[str, Any]]
@@ -161,7 +163,11 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
     def check(state: RunState) -> dict[str, Any]:
         built = current_plan(state)
         verdict = deps.policy.evaluate(
-            built, state["ticket"], flags=_flags(state), route_confidence=(state.get("route") or {}).get("confidence")
+            built,
+            state["ticket"],
+            flags=_flags(state),
+            route_confidence=(state.get("route") or {}).get("confidence"),
+            received_at=_received_at(state),
         )
         event(state, "policy_decision", "check", {"plan_hash": state["plan_hash"], **verdict.model_dump(mode="json")})
         if verdict.decision == "deny":
@@ -194,6 +200,7 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
             flags=_flags(state),
             approved_steps=state.get("approved_steps") or [],
             route_confidence=(state.get("route") or {}).get("confidence"),
+            received_at=_received_at(state),
         )
         try:
             result = deps.executor.run_step(built, state["plan_hash"], step, state["outputs"], state["run_id"], context)
@@ -287,6 +294,11 @@ def _fail(state: RunState, message: str) -> dict[str, Any]:
 
 def _flags(state: RunState) -> list[str]:
     return [flag["rule_id"] for flag in (state.get("guard") or {}).get("flags", [])]
+
+
+def _received_at(state: RunState) -> datetime | None:
+    value = state.get("received_at")
+    return datetime.fromisoformat(value) if value else None
 
 
 def _after_intake(state: RunState) -> str:

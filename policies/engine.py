@@ -14,6 +14,7 @@ threshold can only make it stricter. The strictest check decides and is named.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -71,6 +72,7 @@ class GateContext(BaseModel):
     flags: list[str] = []
     approved_steps: list[str] = []
     route_confidence: float | None = None
+    received_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,13 @@ class PolicyEngine:
         self.limiter = limiter
         self.guardian = InputGuardian(self.policy.input_guard, self.policy.human_topics, registry.names())
 
+    def for_replay(self) -> PolicyEngine:
+        """The same policy over a read-only view of the counters: rate limits are judged as they
+        stood when the replayed run arrived, and nothing is counted."""
+        replica = copy.copy(self)
+        replica.limiter = RateLimiter(self.limiter.engine, read_only=True) if self.limiter is not None else None
+        return replica
+
     # --- facts -------------------------------------------------------------------------
     def _facts(self, plan: Plan, ticket: Mapping[str, Any]) -> dict[str, Any]:
         side_effects = sum(1 for s in plan.steps if s.tool in self.registry and self.registry.get(s.tool).side_effects)
@@ -178,8 +187,10 @@ class PolicyEngine:
         flags: Iterable[str] = (),
         route_confidence: float | None = None,
         now: datetime | None = None,
+        received_at: datetime | None = None,
     ) -> Verdict:
-        """Every step judged from the plan alone, before anything runs."""
+        """Every step judged from the plan alone, before anything runs. `received_at` (when the run
+        arrived) is what a replay judges rate limits at."""
         ticket, flags, now = ticket or {}, list(flags), now or datetime.now(UTC)
         facts = self._facts(plan, ticket)
         decisions = []
@@ -188,7 +199,9 @@ class PolicyEngine:
             if (guard := self._guard_check(step.tool, flags)) is not None:
                 checks.append(guard)
             checks += [self._static_precondition(pre, plan, index, facts, ticket) for pre in self._preconditions(step.tool)]
-            checks += [self._limit_check(limit, facts, None, None) for limit in self._limits(step.tool) if limit.per != "account"]
+            checks += [
+                self._limit_check(limit, facts, None, None, received_at) for limit in self._limits(step.tool) if limit.per != "account"
+            ]
             if route_confidence is not None and plan.template != "escalate" and self._side_effects(step.tool):
                 threshold = self.policy.routing.min_confidence
                 if route_confidence < threshold:
@@ -224,15 +237,20 @@ class PolicyEngine:
             return Check(rule_id=pre.id, decision="deny", reason=f"{pre.reason} (the ticket has no authenticated requester)")
         return Check(rule_id=pre.id, decision="allow", reason="an earlier step feeds it")
 
-    def _limit_check(self, limit: RateLimit, facts: Mapping[str, Any], args: Mapping[str, Any] | None, key: str | None) -> Check:
+    def _limit_check(
+        self, limit: RateLimit, facts: Mapping[str, Any], args: Mapping[str, Any] | None, key: str | None, received_at: datetime | None
+    ) -> Check:
         scope = self._scope(limit, facts, args)
         if scope is None:
             return Check(rule_id=limit.id, decision="deny", reason=f"{limit.tool} is rate limited per {limit.per}, and the {limit.per} is unknown")
         if self.limiter is None:
             return Check(rule_id=limit.id, decision="allow", reason="no counter store configured")
-        if key is not None and self.limiter.counted(limit.id, key):
+        if key is not None and not self.limiter.read_only and self.limiter.counted(limit.id, key):
             return Check(rule_id=limit.id, decision="allow", reason="this step was already counted (retry or resume)")
-        used = self.limiter.used(limit.id, scope, limit.window_s, excluding=key)
+        if self.limiter.read_only:  # replay: as the counters stood when the run arrived
+            used = self.limiter.used(limit.id, scope, limit.window_s, now=received_at, before=True)
+        else:
+            used = self.limiter.used(limit.id, scope, limit.window_s, excluding=key)
         if used >= limit.limit:
             return Check(rule_id=limit.id, decision="deny", reason=f"{limit.tool} used {used} times in {limit.window} per {limit.per}; the limit is {limit.limit}")
         return Check(rule_id=limit.id, decision="allow", reason=f"{used} of {limit.limit} used in {limit.window}")
@@ -276,7 +294,7 @@ class PolicyEngine:
             checks.append(guard)
         checks += [self._live_precondition(pre, request, facts) for pre in self._preconditions(step.tool)]
         limits = self._limits(step.tool)
-        checks += [self._limit_check(limit, facts, request.args, request.idempotency_key) for limit in limits]
+        checks += [self._limit_check(limit, facts, request.args, request.idempotency_key, ctx.received_at) for limit in limits]
         decision = self._decide(step, checks, "gate", {**facts, "args": dict(request.args)})
         if decision.decision == "allow" and self.limiter is not None:
             for limit in limits:

@@ -2,7 +2,8 @@
 
 One row per counted use: (rule, idempotency key). A step that is retried or resumed has the same
 key and is not counted twice. The scope (requester email, account id) is stored only as a
-salted-free sha256, so the table holds no PII.
+sha256, so the table holds no PII. A read-only limiter (replay) counts what was there before
+the replayed run arrived and writes nothing, so replay reproduces the recorded decision.
 """
 
 from __future__ import annotations
@@ -42,18 +43,27 @@ def scope_hash(rule_id: str, scope: str) -> str:
 class RateLimiter:
     """Counts uses in a sliding window; `take` counts one use unless the key was counted already."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, read_only: bool = False) -> None:
         self.engine = engine
-        ensure_schema(engine)
+        self.read_only = read_only
+        if not read_only:
+            ensure_schema(engine)
         self._table = PolicyRateUse.__table__
 
-    def used(self, rule_id: str, scope: str, window_s: int, *, now: datetime | None = None, excluding: str | None = None) -> int:
-        """Uses in the window ending now, not counting the use made under `excluding` (a retried step)."""
+    def used(
+        self, rule_id: str, scope: str, window_s: int, *, now: datetime | None = None, excluding: str | None = None, before: bool = False
+    ) -> int:
+        """Uses in the window ending `now`, not counting the use made under `excluding` (a retried
+        step); with `before`, only uses strictly before `now` (as they stood at that moment)."""
         table = self._table
-        since = (now or _utcnow()) - timedelta(seconds=window_s)
+        end = now or _utcnow()
         query = select(func.count()).select_from(table).where(
-            table.c.rule_id == rule_id, table.c.scope_hash == scope_hash(rule_id, scope), table.c.created_at >= since
+            table.c.rule_id == rule_id,
+            table.c.scope_hash == scope_hash(rule_id, scope),
+            table.c.created_at >= end - timedelta(seconds=window_s),
         )
+        if before:
+            query = query.where(table.c.created_at < end)
         if excluding is not None:
             query = query.where(table.c.idempotency_key != excluding)
         with self.engine.connect() as conn:
@@ -66,7 +76,9 @@ class RateLimiter:
             return conn.execute(query).first() is not None
 
     def take(self, rule_id: str, scope: str, idempotency_key: str, run_id: str, *, now: datetime | None = None) -> None:
-        """Count one use; the same key again is a no-op."""
+        """Count one use; the same key again (or a read-only limiter) is a no-op."""
+        if self.read_only:
+            return
         row = {
             "rule_id": rule_id,
             "scope_hash": scope_hash(rule_id, scope),
