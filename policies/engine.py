@@ -7,9 +7,10 @@ earlier steps' outputs, the rate-limit counters, the approval a person gave. A p
 fine but whose verification failed, whose account is someone else's or whose limit was used up
 in the meantime is stopped there, before the side effect, never beside it.
 
-Order of judgement per step: the first matching rule (else the tool's base decision, else the
-default) gives the tool decision; input-guard flags, preconditions, rate limits and the routing
-threshold can only make it stricter. The strictest check decides and is named.
+Per step, the checks are: the tool's base decision (else the default), every rule whose
+condition matches, the input guard's flags, preconditions, rate limits and the routing
+threshold. The strictest check decides and is named; so a rule or a later file can only make a
+tool stricter (to loosen a packaged rule, a file replaces it by its id).
 """
 
 from __future__ import annotations
@@ -101,6 +102,8 @@ def _in_window(window: TimeWindow, now: datetime) -> bool:
 def _matches(cond: Condition, facts: Mapping[str, Any], args: Mapping[str, Any] | None, now: datetime) -> bool:
     if cond.templates is not None and facts["template"] not in cond.templates:
         return False
+    if cond.templates_not is not None and facts["template"] in cond.templates_not:
+        return False
     if cond.customer_tier is not None and (facts["customer_tier"] or "").lower() not in {t.lower() for t in cond.customer_tier}:
         return False
     if cond.tags_any is not None and not {t.lower() for t in facts["tags"]} & {t.lower() for t in cond.tags_any}:
@@ -161,14 +164,17 @@ class PolicyEngine:
             "side_effects": side_effects,
         }
 
-    def _tool_decision(self, step: Step, facts: Mapping[str, Any], args: Mapping[str, Any] | None, now: datetime) -> Check:
-        for rule in self.policy.rules:
-            if ("*" in rule.tools or step.tool in rule.tools) and _matches(rule.when, facts, args, now):
-                return Check(rule_id=rule.id, decision=rule.decision, reason=rule.reason)
+    def _tool_decisions(self, step: Step, facts: Mapping[str, Any], args: Mapping[str, Any] | None, now: datetime) -> list[Check]:
+        """The tool's base decision and every matching rule's."""
         if step.tool in self.policy.tools:
             rule_id, base = self.policy.tools[step.tool]
-            return Check(rule_id=rule_id, decision=base.decision, reason=f"{step.tool} is {base.decision} by default")
-        return Check(rule_id="default", decision=self.policy.default, reason=f"no rule for {step.tool}; the default is {self.policy.default}")
+            checks = [Check(rule_id=rule_id, decision=base.decision, reason=f"{step.tool} is {base.decision} by default")]
+        else:
+            checks = [Check(rule_id="default", decision=self.policy.default, reason=f"no rule for {step.tool}; the default is {self.policy.default}")]
+        for rule in self.policy.rules:
+            if ("*" in rule.tools or step.tool in rule.tools) and _matches(rule.when, facts, args, now):
+                checks.append(Check(rule_id=rule.id, decision=rule.decision, reason=rule.reason))
+        return checks
 
     def _side_effects(self, tool: str) -> bool:
         return tool in self.registry and self.registry.get(tool).side_effects
@@ -195,7 +201,7 @@ class PolicyEngine:
         facts = self._facts(plan, ticket)
         decisions = []
         for index, step in enumerate(plan.steps):
-            checks = [self._tool_decision(step, facts, step.args, now)]
+            checks = self._tool_decisions(step, facts, step.args, now)
             if (guard := self._guard_check(step.tool, flags)) is not None:
                 checks.append(guard)
             checks += [self._static_precondition(pre, plan, index, facts, ticket) for pre in self._preconditions(step.tool)]
@@ -284,12 +290,7 @@ class PolicyEngine:
         ctx, step, plan = request.context, request.step, request.plan
         now = datetime.now(UTC)
         facts = self._facts(plan, ctx.ticket)
-        checks = [self._tool_decision(step, facts, request.args, now)]
-        if checks[0].decision == "needs_approval":
-            if step.id in ctx.approved_steps:
-                checks[0] = checks[0].model_copy(update={"decision": "allow", "reason": f"{checks[0].reason} (approved by a person)"})
-            else:
-                checks[0] = checks[0].model_copy(update={"decision": "deny", "reason": f"{checks[0].reason}; no approval was given"})
+        checks = [self._approved(check, step.id in ctx.approved_steps) for check in self._tool_decisions(step, facts, request.args, now)]
         if (guard := self._guard_check(step.tool, ctx.flags)) is not None:
             checks.append(guard)
         checks += [self._live_precondition(pre, request, facts) for pre in self._preconditions(step.tool)]
@@ -301,6 +302,15 @@ class PolicyEngine:
                 scope = self._scope(limit, facts, request.args)
                 self.limiter.take(limit.id, scope, request.idempotency_key, request.run_id)
         return decision
+
+    @staticmethod
+    def _approved(check: Check, approved: bool) -> Check:
+        """At the gate a needs-approval check holds only with a person's approval."""
+        if check.decision != "needs_approval":
+            return check
+        if approved:
+            return check.model_copy(update={"decision": "allow", "reason": f"{check.reason} (approved by a person)"})
+        return check.model_copy(update={"decision": "deny", "reason": f"{check.reason}; no approval was given"})
 
     def _live_precondition(self, pre: Precondition, request: GateRequest, facts: Mapping[str, Any]) -> Check:
         """Some earlier step of `after` really ran and its output backs this step's arguments."""

@@ -126,7 +126,7 @@ def _semantic_problems(policy: PolicyFile, registry: ToolRegistry, templates: se
             for tool in known:
                 fields_known((*loc, "when", "args"), registry.get(tool).input_model, rule.when.args, f"{tool}'s input")
         if templates is not None:
-            for name in rule.when.templates or []:
+            for name in [*(rule.when.templates or []), *(rule.when.templates_not or [])]:
                 if name not in templates:
                     found.append(((*loc, "when", "templates"), f"unknown template {name!r} (known: {', '.join(sorted(templates))})"))
     for index, pre in enumerate(policy.preconditions):
@@ -195,8 +195,7 @@ class PolicySet:
 
 
 def _merge_by_id(current: list[Any], extra: list[Any]) -> list[Any]:
-    """A later file's items replace same-id ones in place; its new items go first, so that for
-    ordered rules (first match decides) the later file takes precedence."""
+    """A later file's items replace same-id ones in place; its new ones are added first."""
     replaced = {item.id: item for item in extra}
     kept = [replaced.pop(item.id, item) for item in current]
     return [*(item for item in extra if item.id in replaced), *kept]

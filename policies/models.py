@@ -1,7 +1,7 @@
 """The policy language: what a policy file may say, validated by Pydantic.
 
-A file has per-tool base decisions, ordered rules with conditions (first match decides a
-tool's decision), preconditions that tie a step to the verified output of an earlier one,
+A file has per-tool base decisions, rules with conditions (the strictest of the base decision
+and every matching rule holds), preconditions that tie a step to the verified output of an earlier one,
 rate limits, a routing threshold, topics that always go to a person, and guard settings.
 Checks that need the tool registry or the catalogue live in `policies.loader`.
 """
@@ -57,6 +57,7 @@ class Condition(_Strict):
     """All given fields must hold; an empty condition always holds."""
 
     templates: list[str] | None = Field(None, min_length=1)
+    templates_not: list[str] | None = Field(None, min_length=1)
     customer_tier: list[str] | None = Field(None, min_length=1)
     tags_any: list[str] | None = Field(None, min_length=1)
     channel: list[str] | None = Field(None, min_length=1)
@@ -80,13 +81,14 @@ class Condition(_Strict):
 
 
 class ToolRule(_Strict):
-    """The base decision for one tool, used when no rule matches."""
+    """The base decision for one tool."""
 
     decision: Decision = "allow"
 
 
 class Rule(_Strict):
-    """First matching rule decides a tool's decision (before preconditions and limits tighten it)."""
+    """A decision for steps that match; with the tool's base decision and every other matching
+    rule, preconditions and limits, the strictest wins."""
 
     id: RuleId
     tools: list[str] = Field(min_length=1)  # "*" matches every tool

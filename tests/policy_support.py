@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlmodel import select
 
+from agent.record import SideEffect
 from agent.runtime import Runtime
 from tests.conftest import make_settings
-from agent.record import SideEffect
 from tools.sandbox.models import SandboxOutboxEmail, SandboxResetRequest
 from tools.sandbox.seed import seed_demo
 

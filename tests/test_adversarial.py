@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,13 +65,11 @@ def suite(tmp_path_factory, embedder, local_model):
     runner = Runner(runtime)
     log_file = root / "caseplan.log"
     with log_file.open("w") as stream:
-        import sys
-
         saved, sys.stderr = sys.stderr, stream
         try:
             configure_logging(LoggingSettings(format="json", level="INFO"), mask_kinds=runtime.settings.pii.logs)
             # Three ordinary resets use up li.wei's daily allowance; the suite's flood cases come after.
-            for n in range(3):
+            for _ in range(3):
                 done = runner.submit(Ticket(text="I forgot my password", requester_email="li.wei@example.com", ticket_id="1002"))
                 assert done.status == "completed", done
             authorised = len(side_effects(runtime))

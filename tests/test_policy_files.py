@@ -148,3 +148,13 @@ def test_validate_and_explain_commands(tmp_path, runner, runtime):
     assert "input_guard" in explained.stdout and "input-guard.instruction_override" in explained.stdout
     assert "escalate_to_human" in explained.stdout  # the escalation plan's own check
     assert invoke(env, "policies", "explain", "run_nope").exit_code == 2
+
+
+def test_routing_threshold_denies_side_effects_of_an_unsure_route(tmp_path, registry):
+    engine = PolicyEngine([write(tmp_path, "version: 1\nrouting: {min_confidence: 0.8}\n")], registry, TEMPLATES)
+    own = {"ticket_id": "1003", "requester_email": "jane@example.com"}
+    unsure = engine.evaluate(plan_of(UPDATE), own, route_confidence=0.7)
+    assert (unsure.decision, unsure.steps[0].rule_id) == ("deny", "routing.min_confidence")
+    assert engine.evaluate(plan_of(UPDATE), own, route_confidence=0.9).decision == "allow"
+    escalation = plan_of(Step(id="h", tool="escalate_to_human", args={"reason": "low_confidence", "summary": "s"}), template="escalate")
+    assert engine.evaluate(escalation, own, route_confidence=0.1).decision == "allow"  # a person is always reachable

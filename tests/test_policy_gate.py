@@ -150,7 +150,8 @@ def test_a_needs_approval_reset_waits_for_a_person_then_runs_once_approved(runti
     assert approved.status == "completed"
     assert sandbox_resets(runtime)[0] == 1
     gate = next(s["policy"] for s in approved.steps if s["step_id"] == "make_password")
-    assert gate["decision"] == "allow" and "approved by a person" in gate["reason"]
+    assert gate["decision"] == "allow"
+    assert [c["rule_id"] for c in gate["checks"] if "approved by a person" in c["reason"]] == ["vip-reset-needs-approval"]
 
 
 def test_a_rejected_approval_escalates_without_the_side_effect(runtime):
