@@ -170,3 +170,22 @@ def test_the_gate_refuses_a_needs_approval_step_nobody_approved(runtime):
     result = run_reset_step(runtime, plan, {"pull_up_account": LOOKUP_JANE, "verify_identity": verified}, ticket)
     assert result.status == "rejected" and result.error["rule_id"] == "vip-reset-needs-approval"
     assert "no approval was given" in result.error["message"]
+
+
+def test_replay_judges_limits_as_they_stood_when_the_run_arrived_and_counts_nothing(runtime):
+    from datetime import UTC, datetime, timedelta
+
+    limiter = RateLimiter(runtime.engine)
+    arrived = datetime.now(UTC)
+    for n in range(3):
+        limiter.take("resets-per-requester-per-day", "jane@example.com", f"before{n}", "run_earlier", now=arrived - timedelta(minutes=5))
+    limiter.take("resets-per-requester-per-day", "jane@example.com", "after", "run_later", now=arrived + timedelta(minutes=5))
+    replica = runtime.policy.for_replay()
+    ticket = reset_ticket()
+    plan = reset_plan(runtime, ticket)
+    earlier = replica.evaluate(plan, ticket.model_dump(mode="json"), received_at=arrived - timedelta(minutes=10))
+    later = replica.evaluate(plan, ticket.model_dump(mode="json"), received_at=arrived)
+    assert earlier.decision == "allow"  # the three uses came after that run arrived
+    assert (later.decision, [d.rule_id for d in later.blocking]) == ("deny", ["resets-per-requester-per-day"])
+    replica.limiter.take("resets-per-requester-per-day", "jane@example.com", "replayed", "run_x")
+    assert limiter.used("resets-per-requester-per-day", "jane@example.com", 86400, now=arrived + timedelta(hours=1)) == 4
