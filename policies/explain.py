@@ -24,6 +24,7 @@ class Explanation(BaseModel):
     step_id: str | None = None
     tool: str | None = None
     inputs: dict[str, Any] = {}
+    checks: list[dict[str, Any]] = []  # every rule that had a say on the step, passed or not
 
 
 def _guard_lines(seq: int, guard: dict[str, Any]) -> list[Explanation]:
@@ -50,6 +51,7 @@ def _step_line(seq: int, step: dict[str, Any]) -> Explanation:
         step_id=step.get("step_id"),
         tool=step.get("tool"),
         inputs=step.get("inputs", {}),
+        checks=step.get("checks", []),
     )
 
 

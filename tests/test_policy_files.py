@@ -149,6 +149,13 @@ def test_validate_and_explain_commands(tmp_path, runner, runtime):
     assert "escalate_to_human" in explained.stdout  # the escalation plan's own check
     assert invoke(env, "policies", "explain", "run_nope").exit_code == 2
 
+    reset = runner.submit(Ticket(text="I forgot my password and can't log in", requester_email="jane@example.com", ticket_id="1003"))
+    assert reset.status == "completed"
+    shown = invoke(env, "policies", "explain", reset.run_id).stdout
+    assert "reset-after-verification: backed by verify_identity" in shown  # the gate, on real outputs
+    assert "reset-requester-owns-account: backed by pull_up_account" in shown
+    assert "resets-per-requester-per-day: 0 of 3 used in 1d" in shown
+
 
 def test_routing_threshold_denies_side_effects_of_an_unsure_route(tmp_path, registry):
     engine = PolicyEngine([write(tmp_path, "version: 1\nrouting: {min_confidence: 0.8}\n")], registry, TEMPLATES)

@@ -55,6 +55,8 @@ def explain(ctx: typer.Context, run_id: str, as_json: bool = typer.Option(False,
     for line in lines:
         step = f"{line.step_id} ({line.tool})" if line.step_id else "-"
         typer.echo(f"  #{line.seq:<4} {line.phase:<13} {line.decision:<15} {step:<36} {line.rule_id}: {line.reason}")
+        for check in [c for c in line.checks if c["rule_id"] != line.rule_id]:  # the other rules that had a say
+            typer.echo(f"{'':>74}{check['decision']:<15} {check['rule_id']}: {check['reason']}")
 
 
 def register(root: typer.Typer) -> None:
