@@ -27,6 +27,7 @@ bench: install
 	$(BIN)/python -m bench.orchestration
 	$(BIN)/python -m bench.record
 	$(BIN)/python -m bench.service
+	$(BIN)/python -m bench.policies
 
 clean:
 	rm -rf $(VENV) .caseplan

@@ -3,7 +3,8 @@
 It never chooses a tool. For each step it refuses anything not in the checked plan,
 resolves references to earlier outputs, validates the arguments against the tool's input
 model, derives an idempotency key from (run id, step id, arguments), skips side effects the
-ledger has already seen, enforces a per-step timeout, and retries transient errors only.
+ledger has already seen, asks the policy gate about every side effect right before making it,
+enforces a per-step timeout, and retries transient errors only.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import structlog
 from pydantic import BaseModel, ValidationError
@@ -22,6 +23,7 @@ from agent.record import SideEffectLedger
 from agent.settings import ExecutorSettings
 from plans.models import Plan, Step, canonical_json
 from plans.refs import SlotRef, StepRef, lookup_path, substitute
+from policies.engine import GateContext, GateRequest, StepDecision
 from tools.base import Tool, ToolContext, ToolError
 from tools.registry import ToolRegistry
 from tools.resilience import RetryPolicy, run_with_retries
@@ -29,6 +31,12 @@ from tools.resilience import RetryPolicy, run_with_retries
 log = structlog.get_logger(__name__)
 
 StepStatus = Literal["succeeded", "deduplicated", "failed", "rejected"]
+
+
+class SideEffectGate(Protocol):
+    """Judges one side effect from real values, right before it happens (the policy engine)."""
+
+    def gate(self, request: GateRequest) -> StepDecision: ...
 
 
 class ExecutionRefused(RuntimeError):
@@ -46,6 +54,7 @@ class StepResult(BaseModel):
     idempotency_key: str | None = None
     side_effects: bool = False
     duration_ms: float = 0.0
+    policy: StepDecision | None = None  # the gate's decision, for side effects
 
     @property
     def ok(self) -> bool:
@@ -63,9 +72,11 @@ class Executor:
         ledger: SideEffectLedger,
         settings: ExecutorSettings,
         *,
+        gate: SideEffectGate | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.registry = registry
+        self.gate = gate
         self.ledger = ledger
         self.settings = settings
         self.retry_policy = RetryPolicy(
@@ -81,8 +92,10 @@ class Executor:
         step: Step,
         outputs: Mapping[str, Mapping[str, Any]],
         run_id: str,
+        context: GateContext | None = None,
     ) -> StepResult:
-        """Run one step of a checked plan; raises ExecutionRefused for anything else."""
+        """Run one step of a checked plan; raises ExecutionRefused for anything else. `context`
+        is what the gate needs to know about the run (ticket, approvals, guard flags)."""
         if plan.hash != approved_hash:
             raise ExecutionRefused("the plan changed after it was checked; refusing to execute it")
         if step not in plan.steps:
@@ -107,6 +120,15 @@ class Executor:
             if seen is not None and seen.status == "succeeded":
                 log.info("side effect deduplicated", run_id=run_id, step=step.id, tool=step.tool)
                 return base.model_copy(update={"status": "deduplicated", "output": seen.output})
+            if self.gate is not None:
+                request = GateRequest(plan, step, args, outputs, run_id, key, context or GateContext())
+                decision = self.gate.gate(request)
+                base = base.model_copy(update={"policy": decision})
+                if decision.decision != "allow":
+                    log.warning("side effect blocked", run_id=run_id, step=step.id, tool=step.tool, rule=decision.rule_id)
+                    message = f"blocked by policy rule {decision.rule_id}: {decision.reason}"
+                    error = {"kind": "denied", "message": message, "status_code": None, "rule_id": decision.rule_id}
+                    return base.model_copy(update={"status": "rejected", "error": error})
         started = time.perf_counter()
         result = self._call_with_retries(tool, validated, ToolContext(run_id, step.id, key), base)
         return result.model_copy(update={"duration_ms": round((time.perf_counter() - started) * 1000, 3)})

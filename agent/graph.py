@@ -3,6 +3,9 @@
 Anything that cannot proceed safely sets `escalation` (a typed reason) and goes back to
 `plan`, which then compiles the `escalate` template: escalation is itself a checked plan
 with a typed tool call. A step that needs approval pauses at `approval` with an interrupt.
+Policy runs at `intake` (the input guard: a flagged ticket goes straight to a person), at
+`check` (the whole plan), inside the executor right before each side effect (the gate), and
+at `reply` (the output guard); every decision is a `policy_decision` event naming its rule.
 Every node appends its events to the run record; the checkpointer persists state after
 each node, so a crash resumes at the step it stopped at.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypedDict
 
 import structlog
@@ -26,7 +30,8 @@ from agent.reply import compose_reply
 from agent.routing import ESCALATE_TEMPLATE, RouteDecision, Router
 from agent.tickets import Ticket
 from plans.models import Plan
-from policies.engine import PolicyEngine
+from policies.engine import GateContext, PolicyEngine
+from policies.pii import mask_text
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +44,9 @@ class RunState(TypedDict, total=False):
     plan: dict[str, Any] | None
     plan_hash: str | None
     verdict: dict[str, Any] | None
+    guard: dict[str, Any] | None
+    approved_steps: list[str]
+    received_at: str | None  # when the run arrived (ISO): what a replay judges rate limits at
     step_index: int
     outputs: dict[str, Any]
     results: list[dict[str, Any]]
@@ -59,7 +67,8 @@ class GraphDeps:
 def escalation_summary(ticket: Ticket, reason: str, detail: str) -> str:
     text = " ".join(ticket.full_text.split())
     excerpt = text if len(text) <= 600 else text[:600] + "..."
-    return f"Escalated ({reason}){': ' + detail if detail else ''}. Customer wrote: {excerpt}"[:1200]
+    summary = f"Escalated ({reason}){': ' + detail if detail else ''}. Customer wrote: {excerpt}"
+    return mask_text(summary)[:1200]  # the agent opens the ticket for the originals
 
 
 def _escalate(reason: str, detail: str, stage: str) -> dict[str, Any]:
@@ -85,8 +94,17 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
 
     def intake(state: RunState) -> dict[str, Any]:
         store.update_run(state["run_id"], status="running")
-        event(state, "intake", "intake", {"ticket": state["ticket"]})
-        return {"escalation": None, "plan": None, "step_index": 0, "outputs": {}, "results": [], "status": "running"}
+        report = deps.policy.guardian.inspect_ticket(state["ticket"])
+        decision = "deny" if report.flagged else ("needs_approval" if report.topics else "allow")
+        guard = {"phase": "input_guard", "decision": decision, **report.model_dump(mode="json")}
+        event(state, "intake", "intake", {"ticket": state["ticket"], "guard": guard})
+        fresh = {"escalation": None, "plan": None, "step_index": 0, "outputs": {}, "results": [], "status": "running"}
+        fresh |= {"guard": report.model_dump(mode="json"), "approved_steps": []}
+        if report.flagged:
+            return fresh | _escalate("injection_suspected", f"input guard: {report.summary()}", "intake")
+        if report.topics:
+            return fresh | _escalate("policy_denied", f"topic for a person: {report.summary()}", "intake")
+        return fresh
 
     def route(state: RunState) -> dict[str, Any]:
         ticket = Ticket.model_validate(state["ticket"])
@@ -144,7 +162,13 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
 
     def check(state: RunState) -> dict[str, Any]:
         built = current_plan(state)
-        verdict = deps.policy.evaluate(built)
+        verdict = deps.policy.evaluate(
+            built,
+            state["ticket"],
+            flags=_flags(state),
+            route_confidence=(state.get("route") or {}).get("confidence"),
+            received_at=_received_at(state),
+        )
         event(state, "policy_decision", "check", {"plan_hash": state["plan_hash"], **verdict.model_dump(mode="json")})
         if verdict.decision == "deny":
             detail = "; ".join(f"{d.step_id}: {d.reason} [{d.rule_id}]" for d in verdict.blocking)
@@ -154,7 +178,7 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
         if verdict.decision == "needs_approval":
             store.update_run(state["run_id"], status="waiting_approval")
             pending = [step.model_dump(mode="json") for step in verdict.blocking]
-            store.request_approval(state["run_id"], state["plan_hash"], pending)
+            store.request_approval(state["run_id"], state["plan_hash"], store.protection.mask(pending))
         return {"verdict": verdict.model_dump(mode="json")}
 
     def approval(state: RunState) -> dict[str, Any]:
@@ -165,18 +189,25 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
         store.update_run(state["run_id"], status="running")
         if not approved:
             return _escalate("approval_rejected", str(answer.get("note", "")) if isinstance(answer, dict) else "", "approval")
-        return {"verdict": {**state["verdict"], "decision": "allow"}}
+        return {"verdict": {**state["verdict"], "decision": "allow"}, "approved_steps": [d["step_id"] for d in pending]}
 
     def execute(state: RunState) -> dict[str, Any]:
         built = current_plan(state)
         step = built.steps[state["step_index"]]
         event(state, "tool_call", "execute", {"step_id": step.id, "tool": step.tool, "args": step.args})
+        context = GateContext(
+            ticket=state["ticket"],
+            flags=_flags(state),
+            approved_steps=state.get("approved_steps") or [],
+            route_confidence=(state.get("route") or {}).get("confidence"),
+            received_at=_received_at(state),
+        )
         try:
-            result = deps.executor.run_step(built, state["plan_hash"], step, state["outputs"], state["run_id"])
+            result = deps.executor.run_step(built, state["plan_hash"], step, state["outputs"], state["run_id"], context)
         except ExecutionRefused as exc:
             event(state, "error", "execute", {"step_id": step.id, "error": str(exc)})
             return _fail(state, str(exc))
-        payload = result.model_dump(mode="json")
+        payload = result.model_dump(mode="json", exclude_none=False)  # with the gate's decision, for side effects
         event(state, "tool_result", "execute", payload)
         results = [*state.get("results", []), payload]
         if result.ok:
@@ -194,11 +225,19 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
 
     def reply(state: RunState) -> dict[str, Any]:
         built = current_plan(state)
-        composed = compose_reply(built, state["outputs"])
+        outputs, dropped = deps.policy.screen_passages(built, state["outputs"])
+        composed = compose_reply(built, outputs)
         if composed is None:
-            event(state, "error", "reply", {"detail": "no grounded answer"})
+            event(state, "error", "reply", {"detail": "no grounded answer", "dropped_passages": dropped})
             return _escalate("missing_information", "the knowledge base has nothing that answers this", "reply")
-        event(state, "reply", "reply", composed.model_dump(mode="json"))
+        violations = deps.policy.check_reply(built, composed.text, outputs, state["ticket"])
+        guard = {"phase": "output_guard", "decision": "deny" if violations else "allow", "dropped_passages": dropped}
+        guard["violations"] = [v.model_dump() for v in violations]
+        if violations:
+            event(state, "error", "reply", {"detail": "reply not sent", "guard": guard})
+            detail = "; ".join(f"{v.detail} [{v.rule_id}]" for v in violations)
+            return _escalate("policy_denied", f"reply not sent: {detail}", "reply")
+        event(state, "reply", "reply", composed.model_dump(mode="json") | {"guard": guard})
         return {"reply": composed.model_dump(mode="json")}
 
     def done(state: RunState) -> dict[str, Any]:
@@ -237,7 +276,7 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
     ]:
         graph.add_node(name, node)
     graph.add_edge(START, "intake")
-    graph.add_edge("intake", "route")
+    graph.add_conditional_edges("intake", _after_intake, ["route", "plan"])
     graph.add_edge("route", "plan")
     graph.add_conditional_edges("plan", _after_plan, ["check", "plan", "done"])
     graph.add_conditional_edges("check", _after_check, ["approval", "execute", "plan", "done"])
@@ -251,6 +290,19 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
 def _fail(state: RunState, message: str) -> dict[str, Any]:
     log.warning("run failed", run_id=state["run_id"], error=message)
     return {"status": "failed", "error": message}
+
+
+def _flags(state: RunState) -> list[str]:
+    return [flag["rule_id"] for flag in (state.get("guard") or {}).get("flags", [])]
+
+
+def _received_at(state: RunState) -> datetime | None:
+    value = state.get("received_at")
+    return datetime.fromisoformat(value) if value else None
+
+
+def _after_intake(state: RunState) -> str:
+    return "plan" if state.get("escalation") else "route"
 
 
 def _after_plan(state: RunState) -> str:

@@ -8,6 +8,7 @@ import sys
 import structlog
 
 from agent.settings import LoggingSettings
+from policies.pii import PII_KINDS, MaskingFilter, masking_processor
 
 
 def _stderr_logger(*_args: object) -> structlog.PrintLogger:
@@ -15,8 +16,11 @@ def _stderr_logger(*_args: object) -> structlog.PrintLogger:
     return structlog.PrintLogger(file=sys.stderr)
 
 
-def configure_logging(settings: LoggingSettings, *, force_json: bool = False) -> None:
-    """Route structlog and stdlib logging to stderr in the configured format."""
+def configure_logging(
+    settings: LoggingSettings, *, force_json: bool = False, mask_kinds: tuple[str, ...] | list[str] = PII_KINDS
+) -> None:
+    """Route structlog and stdlib logging to stderr in the configured format, PII masked
+    (`mask_kinds`, from the `pii.logs` setting) before anything is written."""
     level = logging.getLevelName(settings.level.upper())
     if not isinstance(level, int):
         level = logging.WARNING
@@ -32,6 +36,7 @@ def configure_logging(settings: LoggingSettings, *, force_json: bool = False) ->
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            *([masking_processor(mask_kinds)] if mask_kinds else []),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
@@ -39,3 +44,8 @@ def configure_logging(settings: LoggingSettings, *, force_json: bool = False) ->
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    for handler in logging.getLogger().handlers:
+        for old in [f for f in handler.filters if isinstance(f, MaskingFilter)]:
+            handler.removeFilter(old)
+        if mask_kinds:
+            handler.addFilter(MaskingFilter(mask_kinds))

@@ -334,9 +334,10 @@ class Scratch:
         store = RunStore(engine)
         store.versions = runtime.store.versions  # as taken when the runtime was built, like a recording run's
         ledger = SideEffectLedger(engine)
-        executor = Executor(registry, ledger, runtime.settings.executor, sleep=lambda _: None)  # recorded retries need no waiting
+        policy = runtime.policy.for_replay()  # rate limits as they stood when each run arrived; nothing counted
+        executor = Executor(registry, ledger, runtime.settings.executor, gate=policy, sleep=lambda _: None)  # recorded retries need no waiting
         checkpoints = InMemorySaver()
-        graph = build_graph(GraphDeps(store, router, planner, runtime.policy, executor), checkpoints)
+        graph = build_graph(GraphDeps(store, router, planner, policy, executor), checkpoints)
         return cls(store, ledger, checkpoints, graph)
 
     def clear(self) -> None:
@@ -414,7 +415,8 @@ class Replayer:
         config = {"configurable": {"thread_id": thread}}
         stopped = None
         try:
-            state = scratch.graph.invoke({"run_id": run.id, "ticket": ticket}, config, durability="exit")
+            received = run.created_at.isoformat()
+            state = scratch.graph.invoke({"run_id": run.id, "ticket": ticket, "received_at": received}, config, durability="exit")
             while state.get("__interrupt__"):
                 answer = self.tape.answer(state["__interrupt__"][0].value)
                 state = scratch.graph.invoke(Command(resume=answer), config, durability="exit")

@@ -38,7 +38,8 @@ class Runner:
     def submit(self, ticket: Ticket, run_id: str | None = None) -> RunResult:
         """Record the run first, then drive it as far as it can go."""
         run = self.runtime.store.create_run(ticket.model_dump(mode="json"), self.runtime.versions, run_id)
-        return self._drive(run.id, {"run_id": run.id, "ticket": ticket.model_dump(mode="json")})
+        received = run.created_at.isoformat()
+        return self._drive(run.id, {"run_id": run.id, "ticket": ticket.model_dump(mode="json"), "received_at": received})
 
     def resume(self, run_id: str) -> RunResult:
         """Continue an interrupted run: from its last checkpoint if it has one, otherwise from
@@ -46,7 +47,8 @@ class Runner:
         ticket = self.runtime.store.original_ticket(run_id)  # the stored one is masked
         if self.runtime.graph.get_state(self._config(run_id)).values:
             return self._drive(run_id, None)
-        return self._drive(run_id, {"run_id": run_id, "ticket": ticket})
+        received = self.runtime.store.get_run(run_id).created_at.isoformat()
+        return self._drive(run_id, {"run_id": run_id, "ticket": ticket, "received_at": received})
 
     def continue_run(self, run_id: str, answer: dict[str, Any] | None = None) -> RunResult:
         """What a queue worker does with a run it leased: answer the pending approval when it

@@ -29,6 +29,7 @@ from agent.slots import SlotFiller
 from agent.tooling import build_registry, open_knowledge_index
 from plans.catalogue import Catalogue, load_catalogue
 from policies.engine import PolicyEngine
+from policies.ratelimit import RateLimiter
 from tools.embeddings import Embedder, SentenceTransformerEmbedder
 from tools.registry import ToolRegistry
 from tools.sandbox.store import SandboxStore
@@ -99,14 +100,14 @@ class Runtime:
         sandbox = SandboxStore(make_engine(settings.sandbox_url))
         registry = registry or build_registry(engine, sandbox, open_knowledge_index(data / "knowledge.db"), settings.tools)
         catalogue = load_catalogue([Path(p) for p in settings.catalogue.paths], registry)
-        policy = PolicyEngine([Path(p) for p in settings.policies.files], registry)
+        policy = PolicyEngine([Path(p) for p in settings.policies.files], registry, catalogue.names(), RateLimiter(engine))
         embedder = embedder or SentenceTransformerEmbedder(settings.embeddings.model_path, settings.embeddings.batch_size)
         local_model = local_model or LocalModel(settings.local_model)
         router = router or NearestNeighbourRouter(
             catalogue, embedder, settings.router, LocalRouteModel(local_model), cache_dir=data / "cache"
         )
         planner = Planner(catalogue, registry, SlotFiller(LocalSlotModel(local_model), settings.planner.max_attempts))
-        executor = Executor(registry, ledger, settings.executor)
+        executor = Executor(registry, ledger, settings.executor, gate=policy)
         checkpointer = SqliteSaver(open_checkpoint_db(settings.checkpoint_path))
         graph = build_graph(GraphDeps(store, router, planner, policy, executor), checkpointer)
         built = cls(

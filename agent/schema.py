@@ -27,8 +27,21 @@ log = structlog.get_logger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 BASELINE = "0001"
 MANAGED_TABLES = frozenset(
-    {"run", "runevent", "storedplan", "sideeffect", "escalation", "approval", "piivault", "identity_verification",
-     "eval_outcome", "api_key", "work_item", "idempotency_record"}
+    {
+        "run",
+        "runevent",
+        "storedplan",
+        "sideeffect",
+        "escalation",
+        "approval",
+        "piivault",
+        "identity_verification",
+        "policy_rate_use",
+        "api_key",
+        "work_item",
+        "idempotency_record",
+        "eval_outcome",
+    }
 )
 
 
@@ -41,6 +54,7 @@ def record_metadata() -> MetaData:
     import agent.evals.outcomes  # noqa: F401
     import agent.record  # noqa: F401 (registers the record tables)
     import agent.service.models  # noqa: F401
+    import policies.ratelimit  # noqa: F401
     import tools.escalation  # noqa: F401
     import tools.verifications  # noqa: F401
 

@@ -155,6 +155,18 @@ class ToolSettings(_Section):
         chosen = set(self.adapters.model_dump().values())
         timeouts = {"zendesk": self.zendesk.timeout_s, "okta": self.okta.timeout_s, "webhook": self.escalation_webhook.timeout_s}
         return {adapter: timeout for adapter, timeout in timeouts.items() if adapter in chosen}
+PiiKind = Literal["email", "card", "iban", "national_id", "phone"]
+ALL_PII: list[PiiKind] = ["email", "card", "iban", "national_id", "phone"]
+
+
+class PiiSettings(_Section):
+    """PII masking per destination (the run record's is `record.pii_kinds`); an empty list sends
+    that destination the values as they are."""
+
+    logs: list[PiiKind] = ALL_PII
+    api_model: list[PiiKind] = ALL_PII
+
+
 class RecordSettings(_Section):
     """How the run record protects itself: PII masking, the PII vault, signed hash chains."""
 
@@ -232,6 +244,7 @@ class Settings(_Section):
     executor: ExecutorSettings = ExecutorSettings()
     catalogue: CatalogueSettings = CatalogueSettings()
     policies: PolicySettings = PolicySettings()
+    pii: PiiSettings = PiiSettings()
     tools: ToolSettings = ToolSettings()
     record: RecordSettings = RecordSettings()
     evals: EvalSettings = EvalSettings()

@@ -9,6 +9,7 @@ across events without seeing it.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -123,3 +124,26 @@ def mask_data(value: Any, kinds: Iterable[str] = PII_KINDS) -> Any:
     if isinstance(value, (list, tuple)):
         return [mask_data(item, kinds) for item in value]
     return value
+
+
+def masking_processor(kinds: Iterable[str] = PII_KINDS) -> Callable[[Any, str, dict[str, Any]], dict[str, Any]]:
+    """A structlog processor that masks every string in a log event before it is rendered."""
+    kinds = tuple(kinds)
+
+    def mask_event(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+        return {key: mask_data(value, kinds) if isinstance(value, (str, dict, list, tuple)) else value for key, value in event.items()}
+
+    return mask_event
+
+
+class MaskingFilter(logging.Filter):
+    """The same for stdlib log records (third-party libraries), applied at the handler."""
+
+    def __init__(self, kinds: Iterable[str] = PII_KINDS) -> None:
+        super().__init__()
+        self.kinds = tuple(kinds)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.kinds:
+            record.msg, record.args = mask_text(record.getMessage(), self.kinds), None
+        return True

@@ -85,7 +85,11 @@ def build(root: Path, hard: bool = False) -> Runtime:
     templates.mkdir(parents=True, exist_ok=True)
     (templates / "reset_then_crash.yaml").write_text(TEMPLATE)
     policy = root / "allow_crash.yaml"
-    policy.write_text("version: 1\ntools:\n  crash_once: {decision: allow}\n")
+    policy.write_text(  # the packaged rule keeps resets to their own workflow; this one is a reset workflow too
+        "version: 1\ntools:\n  crash_once: {decision: allow}\nrules:\n"
+        "  - {id: reset-only-in-its-workflow, tools: [password_reset], when: {templates_not: [password_reset, reset_then_crash]},"
+        " decision: deny, reason: resets run only in reset workflows}\n"
+    )
     settings = make_settings(
         root / "data", CASEPLAN__CATALOGUE__PATHS=f"[{templates}]", CASEPLAN__POLICIES__FILES=f"[{policy}]"
     )

@@ -10,6 +10,7 @@ from agent.cli import (
     eval_group,
     eval_run_cmd,  # noqa: F401  (registers `eval run|label|harvest|suites` on eval_group.app)
     plans_cmd,
+    policies_cmd,
     replay_cmd,
     run_cmd,
     service_cmd,
@@ -40,6 +41,7 @@ app.add_typer(tools_cmd.app, name="tools")
 replay_cmd.register(app)
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(db_cmd.app, name="db")
+policies_cmd.register(app)
 app.add_typer(eval_group.app, name="eval")
 service_cmd.register(app)
 

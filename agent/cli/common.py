@@ -17,7 +17,7 @@ from agent.record import UnknownRunError
 from agent.settings import ConfigError, Settings, load_settings
 from agent.tickets import TicketError
 from plans.catalogue import CatalogueError, UnknownTemplateError
-from policies.engine import PolicyError
+from policies.loader import PolicyError
 from tools.registry import UnknownToolError
 
 USAGE_ERROR = 2
@@ -44,7 +44,7 @@ class State:
     @cached_property
     def settings(self) -> Settings:
         settings = load_settings(self.config_path)
-        configure_logging(settings.logging)
+        configure_logging(settings.logging, mask_kinds=settings.pii.logs)
         return settings
 
     def runtime(self) -> Any:

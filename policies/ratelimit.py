@@ -1,0 +1,93 @@
+"""Rate-limit counters in the record database, so every worker and every restart sees them.
+
+One row per counted use: (rule, idempotency key). A step that is retried or resumed has the same
+key and is not counted twice. The scope (requester email, account id) is stored only as a
+sha256, so the table holds no PII. A read-only limiter (replay) counts what was there before
+the replayed run arrived and writes nothing, so replay reproduces the recorded decision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import UniqueConstraint, func, insert, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field, SQLModel
+
+from agent.schema import ensure_schema
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class PolicyRateUse(SQLModel, table=True):
+    """One use of a rate-limited tool, counted under one rule and scope."""
+
+    __tablename__ = "policy_rate_use"
+    __table_args__ = (UniqueConstraint("rule_id", "idempotency_key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    rule_id: str = Field(index=True)
+    scope_hash: str = Field(index=True)
+    idempotency_key: str
+    run_id: str = Field(index=True)
+    created_at: datetime = Field(default_factory=_utcnow, index=True)
+
+
+def scope_hash(rule_id: str, scope: str) -> str:
+    return hashlib.sha256(f"{rule_id}\n{scope.strip().lower()}".encode()).hexdigest()
+
+
+class RateLimiter:
+    """Counts uses in a sliding window; `take` counts one use unless the key was counted already."""
+
+    def __init__(self, engine: Engine, *, read_only: bool = False) -> None:
+        self.engine = engine
+        self.read_only = read_only
+        if not read_only:
+            ensure_schema(engine)
+        self._table = PolicyRateUse.__table__
+
+    def used(
+        self, rule_id: str, scope: str, window_s: int, *, now: datetime | None = None, excluding: str | None = None, before: bool = False
+    ) -> int:
+        """Uses in the window ending `now`, not counting the use made under `excluding` (a retried
+        step); with `before`, only uses strictly before `now` (as they stood at that moment)."""
+        table = self._table
+        end = now or _utcnow()
+        query = select(func.count()).select_from(table).where(
+            table.c.rule_id == rule_id,
+            table.c.scope_hash == scope_hash(rule_id, scope),
+            table.c.created_at >= end - timedelta(seconds=window_s),
+        )
+        if before:
+            query = query.where(table.c.created_at < end)
+        if excluding is not None:
+            query = query.where(table.c.idempotency_key != excluding)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def counted(self, rule_id: str, idempotency_key: str) -> bool:
+        table = self._table
+        query = select(table.c.id).where(table.c.rule_id == rule_id, table.c.idempotency_key == idempotency_key)
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
+    def take(self, rule_id: str, scope: str, idempotency_key: str, run_id: str, *, now: datetime | None = None) -> None:
+        """Count one use; the same key again (or a read-only limiter) is a no-op."""
+        if self.read_only:
+            return
+        row = {
+            "rule_id": rule_id,
+            "scope_hash": scope_hash(rule_id, scope),
+            "idempotency_key": idempotency_key,
+            "run_id": run_id,
+            "created_at": now or _utcnow(),
+        }
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(self._table), row)
+        except IntegrityError:
+            pass  # already counted under this key: a retry or a resumed run

@@ -1,0 +1,191 @@
+"""A password reset cannot run without verification, above its rate limit or for an account the
+requester does not own, and a needs-approval step waits for a person: checked in the plan, and
+again by the gate right before the side effect, on what really happened."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.runner import Runner
+from agent.tickets import Ticket
+from plans.models import Plan, ReplySpec, Step
+from policies.engine import GateContext
+from policies.ratelimit import RateLimiter
+from tests.policy_support import fast_runtime, sandbox_resets, side_effects
+
+RESET = "I forgot my password and can't log in"
+
+
+def reset_ticket(requester: str = "jane@example.com", ticket_id: str = "1003", **extra) -> Ticket:
+    return Ticket(text=RESET, requester_email=requester, ticket_id=ticket_id, **extra)
+
+
+@pytest.fixture
+def runtime(tmp_path, embedder, local_model, database_env):
+    built = fast_runtime(tmp_path / "data", embedder, local_model, **database_env)
+    yield built
+    built.engine.dispose()
+
+
+def reset_plan(runtime, ticket: Ticket) -> Plan:
+    outcome = runtime.planner.plan("password_reset", ticket)
+    assert outcome.plan is not None, outcome
+    return outcome.plan
+
+
+def run_reset_step(runtime, plan, outputs, ticket, run_id="run_gate", approved=()):
+    """The executor asked to run make_password directly, as a resumed or tampered run would."""
+    step = next(s for s in plan.steps if s.tool == "password_reset")
+    context = GateContext(ticket=ticket.model_dump(mode="json"), approved_steps=list(approved))
+    return runtime.executor.run_step(plan, plan.hash, step, outputs, run_id, context)
+
+
+LOOKUP_JANE = {"user_id": "u_1001", "email": "jane@example.com", "display_name": "Jane Doe", "status": "active"}
+
+
+# --- verification ----------------------------------------------------------------------------
+def test_a_plan_without_a_verification_step_is_denied_naming_the_rule(runtime):
+    plan = Plan(
+        template="password_reset",
+        template_version=1,
+        catalogue_version="test",
+        ticket_id="1003",
+        slots={},
+        steps=[
+            Step(id="lookup", tool="account_lookup", args={"email": "jane@example.com"}),
+            Step(id="reset", tool="password_reset", args={"user_id": "$steps.lookup.output.user_id", "verification_id": "ver_forged"}),
+        ],
+        reply=ReplySpec(kind="none"),
+    )
+    verdict = runtime.policy.evaluate(plan, reset_ticket().model_dump(mode="json"))
+    [reset] = [d for d in verdict.steps if d.tool == "password_reset"]
+    assert verdict.decision == "deny" and reset.decision == "deny"
+    assert reset.rule_id == "reset-after-verification"
+
+
+def test_the_gate_refuses_a_reset_whose_verification_failed_or_was_for_another_account(runtime):
+    ticket = reset_ticket()
+    plan = reset_plan(runtime, ticket)
+    never_ran = run_reset_step(runtime, plan, {"pull_up_account": LOOKUP_JANE}, ticket)
+    assert never_ran.status == "rejected" and never_ran.error["kind"] == "invalid_arguments"  # nothing to reset with
+    other = {"user_id": "u_1002", "verified": True, "verification_id": "ver_2222222222222222", "method": "requester_email_match"}
+    elsewhere = run_reset_step(runtime, plan, {"pull_up_account": LOOKUP_JANE, "verify_identity": other}, ticket)
+    assert elsewhere.status == "rejected" and elsewhere.error["rule_id"] == "reset-after-verification"
+    failed = {"user_id": "u_1001", "verified": False, "verification_id": "ver_0000000000000000", "method": "requester_email_match"}
+    outputs = {"pull_up_account": LOOKUP_JANE, "verify_identity": failed}
+    unverified = run_reset_step(runtime, plan, outputs, ticket, run_id="run_gate2")
+    assert unverified.status == "rejected" and unverified.error["rule_id"] == "reset-after-verification"
+    assert "verified=False" in unverified.policy.reason
+    assert sandbox_resets(runtime) == (0, 0) and side_effects(runtime) == []
+
+
+# --- ownership -------------------------------------------------------------------------------
+def test_the_gate_refuses_a_reset_of_an_account_the_requester_does_not_own(runtime):
+    ticket = reset_ticket(requester="omar@example.com", ticket_id="1001")
+    plan = reset_plan(runtime, reset_ticket())  # a plan for jane's account, run for omar's ticket
+    verified = {"user_id": "u_1001", "verified": True, "verification_id": "ver_1111111111111111", "method": "requester_email_match"}
+    outputs = {"pull_up_account": LOOKUP_JANE, "verify_identity": verified}
+    result = run_reset_step(runtime, plan, outputs, ticket)
+    assert result.status == "rejected" and result.error["rule_id"] == "reset-requester-owns-account"
+    assert sandbox_resets(runtime) == (0, 0)
+
+
+def test_a_reset_for_someone_elses_account_never_resets_anything(runtime):
+    runner = Runner(runtime)
+    result = runner.submit(Ticket(text=f"{RESET}. The account is omar@example.com", requester_email="jane@example.com", ticket_id="1003"))
+    assert result.status == "escalated"
+    assert "input-guard.cross_account" in result.escalation["detail"]
+    assert side_effects(runtime, result.run_id) == ["escalate_to_human"]
+    assert sandbox_resets(runtime) == (0, 0)
+
+
+# --- rate limit ------------------------------------------------------------------------------
+def test_the_fourth_reset_in_a_day_is_refused_naming_the_limit(runtime):
+    runner = Runner(runtime)
+    done = [runner.submit(reset_ticket()) for _ in range(3)]
+    assert [r.status for r in done] == ["completed"] * 3
+    fourth = runner.submit(reset_ticket())
+    assert fourth.status == "escalated" and fourth.escalation["reason"] == "policy_denied"
+    assert "resets-per-requester-per-day" in fourth.escalation["detail"]
+    assert sandbox_resets(runtime)[0] == 3
+    assert side_effects(runtime, fourth.run_id) == ["escalate_to_human"]
+
+
+def test_the_gate_enforces_the_limit_even_when_the_plan_check_passed(runtime):
+    """Limits used up between the check and the side effect (another worker) still stop it."""
+    ticket = reset_ticket()
+    plan = reset_plan(runtime, ticket)
+    verdict = runtime.policy.evaluate(plan, ticket.model_dump(mode="json"))
+    assert verdict.decision == "allow"
+    limiter = RateLimiter(runtime.engine)
+    for n in range(3):
+        limiter.take("resets-per-requester-per-day", "jane@example.com", f"key{n}", "run_other")
+    verified = {"user_id": "u_1001", "verified": True, "verification_id": "ver_1111111111111111", "method": "requester_email_match"}
+    result = run_reset_step(runtime, plan, {"pull_up_account": LOOKUP_JANE, "verify_identity": verified}, ticket)
+    assert result.status == "rejected" and result.error["rule_id"] == "resets-per-requester-per-day"
+    assert sandbox_resets(runtime) == (0, 0)
+
+
+def test_a_retried_step_is_not_counted_twice(runtime):
+    limiter = RateLimiter(runtime.engine)
+    limiter.take("r", "Jane@Example.com", "same-key", "run1")
+    limiter.take("r", "jane@example.com", "same-key", "run1")
+    assert limiter.used("r", "jane@example.com", 60) == 1
+    assert limiter.used("r", "jane@example.com", 60, excluding="same-key") == 0
+
+
+# --- approval --------------------------------------------------------------------------------
+def test_a_needs_approval_reset_waits_for_a_person_then_runs_once_approved(runtime):
+    runner = Runner(runtime)
+    waiting = runner.submit(reset_ticket(customer_tier="vip"))
+    assert waiting.status == "waiting_approval"
+    assert [s["step_id"] for s in waiting.pending_approval] == ["make_password"]
+    assert waiting.pending_approval[0]["rule_id"] == "vip-reset-needs-approval"
+    assert sandbox_resets(runtime) == (0, 0) and side_effects(runtime) == []
+    assert runtime.store.get_run(waiting.run_id).status == "waiting_approval"
+    [pending] = runtime.store.approvals(status="pending")
+    assert pending.run_id == waiting.run_id
+
+    approved = runner.answer_approval(waiting.run_id, True, "agent@example.com")
+    assert approved.status == "completed"
+    assert sandbox_resets(runtime)[0] == 1
+    gate = next(s["policy"] for s in approved.steps if s["step_id"] == "make_password")
+    assert gate["decision"] == "allow"
+    assert [c["rule_id"] for c in gate["checks"] if "approved by a person" in c["reason"]] == ["vip-reset-needs-approval"]
+
+
+def test_a_rejected_approval_escalates_without_the_side_effect(runtime):
+    runner = Runner(runtime)
+    waiting = runner.submit(reset_ticket(customer_tier="vip"))
+    rejected = runner.answer_approval(waiting.run_id, False, "agent@example.com", "call the customer")
+    assert rejected.status == "escalated" and rejected.escalation["reason"] == "approval_rejected"
+    assert sandbox_resets(runtime) == (0, 0)
+    assert side_effects(runtime, waiting.run_id) == ["escalate_to_human"]
+
+
+def test_the_gate_refuses_a_needs_approval_step_nobody_approved(runtime):
+    ticket = reset_ticket(customer_tier="vip")
+    plan = reset_plan(runtime, ticket)
+    verified = {"user_id": "u_1001", "verified": True, "verification_id": "ver_1111111111111111", "method": "requester_email_match"}
+    result = run_reset_step(runtime, plan, {"pull_up_account": LOOKUP_JANE, "verify_identity": verified}, ticket)
+    assert result.status == "rejected" and result.error["rule_id"] == "vip-reset-needs-approval"
+    assert "no approval was given" in result.error["message"]
+
+
+def test_replay_judges_limits_as_they_stood_when_the_run_arrived_and_counts_nothing(runtime):
+    from datetime import UTC, datetime, timedelta
+
+    limiter = RateLimiter(runtime.engine)
+    arrived = datetime.now(UTC)
+    for n in range(3):
+        limiter.take("resets-per-requester-per-day", "jane@example.com", f"before{n}", "run_earlier", now=arrived - timedelta(minutes=5))
+    limiter.take("resets-per-requester-per-day", "jane@example.com", "after", "run_later", now=arrived + timedelta(minutes=5))
+    replica = runtime.policy.for_replay()
+    ticket = reset_ticket()
+    plan = reset_plan(runtime, ticket)
+    earlier = replica.evaluate(plan, ticket.model_dump(mode="json"), received_at=arrived - timedelta(minutes=10))
+    later = replica.evaluate(plan, ticket.model_dump(mode="json"), received_at=arrived)
+    assert earlier.decision == "allow"  # the three uses came after that run arrived
+    assert (later.decision, [d.rule_id for d in later.blocking]) == ("deny", ["resets-per-requester-per-day"])
+    replica.limiter.take("resets-per-requester-per-day", "jane@example.com", "replayed", "run_x")
+    assert limiter.used("resets-per-requester-per-day", "jane@example.com", 86400, now=arrived + timedelta(hours=1)) == 4
