@@ -64,10 +64,20 @@ class LocalModelSettings(_Section):
     max_tokens: int = Field(96, ge=8)
 
 
+class ExampleSetSettings(_Section):
+    """A labelled dataset whose utterances join the router's example bank."""
+
+    path: str                 # CSV with `utterance` and `intent` columns; relative to the evaluation data folder
+    mapping: str              # YAML intent -> template mapping; relative to the repository
+    optional: bool = True     # a missing file is skipped with a warning instead of failing start-up
+
+
 class RouterSettings(_Section):
     min_similarity: float = Field(0.55, ge=0, le=1)
+    min_template_similarity: float = Field(0.0, ge=0, le=1)
     min_margin: float = Field(0.04, ge=0, le=1)
     use_model_tiebreak: bool = True
+    example_sets: list[ExampleSetSettings] = []
 
 
 class PlannerSettings(_Section):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from agent.cli import audit_cmd, db_cmd, eval_group, plans_cmd, replay_cmd, run_cmd, tools_cmd
+from agent.cli import audit_cmd, db_cmd, eval_group, eval_routing_cmd, plans_cmd, replay_cmd, run_cmd, tools_cmd  # noqa: F401
 from agent.cli.common import State
 
 app = typer.Typer(
@@ -30,7 +30,7 @@ app.add_typer(tools_cmd.app, name="tools")
 replay_cmd.register(app)
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(db_cmd.app, name="db")
-app.add_typer(eval_group.app, name="eval")
+app.add_typer(eval_group.app, name="eval")  # eval_routing_cmd registers `eval routing` on it
 
 
 def main() -> None:
