@@ -18,6 +18,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from agent.example_bank import ExampleBank, build_bank
+from agent.models.api import ApiModel, ApiModelError, TicketBudget
 from agent.models.calls import ModelCall
 from agent.settings import RouterSettings
 from agent.tickets import Ticket
@@ -37,7 +38,7 @@ class Candidate(BaseModel):
 class RouteDecision(BaseModel):
     template: str | None
     confidence: float
-    method: Literal["nearest_neighbour", "model_tiebreak", "rule", "cache"]
+    method: Literal["nearest_neighbour", "model_tiebreak", "api", "rule", "cache"]
     reason: EscalationReason | None = None
     detail: str = ""
     candidates: list[Candidate] = []
@@ -52,6 +53,14 @@ class RouteTiebreaker(Protocol):
     def choose(self, ticket: Ticket, candidates: list[Template]) -> ModelCall: ...
 
 
+class ApiRouter(Protocol):
+    """The API model's routing job (agent.models.tasks.ApiRouteModel)."""
+
+    model: ApiModel
+
+    def choose(self, ticket: Ticket, candidates: list[Template], budget: TicketBudget) -> ModelCall: ...
+
+
 class NearestNeighbourRouter:
     def __init__(
         self,
@@ -60,12 +69,14 @@ class NearestNeighbourRouter:
         settings: RouterSettings,
         tiebreaker: RouteTiebreaker | None = None,
         cache_dir: Path | None = None,
+        api: ApiRouter | None = None,
     ) -> None:
         self.catalogue = catalogue
         self.embedder = embedder
         self.settings = settings
         self.tiebreaker = tiebreaker if settings.use_model_tiebreak else None
         self.cache_dir = cache_dir
+        self.api = api
         self._bank: ExampleBank | None = None
 
     @property
@@ -85,7 +96,40 @@ class NearestNeighbourRouter:
         return self.route_vector(ticket, self.embed(ticket))
 
     def route_vector(self, ticket: Ticket, vector: np.ndarray) -> RouteDecision:
-        """Route a ticket whose embedding is already known (batch evaluation embeds all at once)."""
+        """Route a ticket whose embedding is already known (batch evaluation embeds all at once).
+
+        A low-confidence local decision goes to the API model when one is configured."""
+        decision = self._local(ticket, vector)
+        if decision.reason == "low_confidence" and self.api is not None and decision.candidates:
+            return self._ask_api(ticket, decision)
+        return decision
+
+    def _ask_api(self, ticket: Ticket, local: RouteDecision) -> RouteDecision:
+        names = [c.template for c in local.candidates]
+        budget = self.api.model.budget()
+        try:
+            call = self.api.choose(ticket, [self.catalogue.get(n) for n in names], budget)
+        except ApiModelError as exc:
+            return local.model_copy(
+                update={"method": "api", "reason": exc.reason, "detail": f"{local.detail}; API model: {exc}", "model_calls": [*local.model_calls, *exc.calls]}
+            )
+        calls = [*local.model_calls, *budget.calls]
+        choice = call.output["template"]
+        if choice not in names:
+            detail = f"{local.detail}; API model says none of {names} fits"
+            return local.model_copy(update={"method": "api", "reason": "out_of_scope", "detail": detail, "model_calls": calls})
+        reason = "customer_request" if choice == ESCALATE_TEMPLATE else None
+        return RouteDecision(
+            template=choice,
+            confidence=local.confidence,
+            method="api",
+            reason=reason,
+            detail=f"local path unsure ({local.detail}); API model chose {choice}",
+            candidates=local.candidates,
+            model_calls=calls,
+        )
+
+    def _local(self, ticket: Ticket, vector: np.ndarray) -> RouteDecision:
         candidates, nearest = template_scores(self.bank, vector)
         candidates = candidates[:3]
         if not candidates or candidates[0].score < self.settings.min_similarity:

@@ -18,8 +18,9 @@ from sqlalchemy.engine import Engine
 from agent.db import make_engine
 from agent.executor import Executor
 from agent.graph import GraphDeps, build_graph
+from agent.models.api import ApiModel
 from agent.models.local import LocalModel
-from agent.models.tasks import LocalRouteModel, LocalSlotModel
+from agent.models.tasks import ApiRouteModel, LocalRouteModel, LocalSlotModel
 from agent.planner import Planner
 from agent.record import RecordProtection, RunStore, SideEffectLedger
 from agent.routing import NearestNeighbourRouter, Router
@@ -99,8 +100,9 @@ class Runtime:
         policy = PolicyEngine([Path(p) for p in settings.policies.files], registry)
         embedder = embedder or SentenceTransformerEmbedder(settings.embeddings.model_path, settings.embeddings.batch_size)
         local_model = local_model or LocalModel(settings.local_model)
+        api = ApiRouteModel(ApiModel(settings.api_model)) if settings.api_model.base_url else None
         router = router or NearestNeighbourRouter(
-            catalogue, embedder, settings.router, LocalRouteModel(local_model), cache_dir=data / "cache"
+            catalogue, embedder, settings.router, LocalRouteModel(local_model), cache_dir=data / "cache", api=api
         )
         planner = Planner(catalogue, registry, SlotFiller(LocalSlotModel(local_model), settings.planner.max_attempts))
         executor = Executor(registry, ledger, settings.executor)
