@@ -62,6 +62,7 @@ class LocalModelSettings(_Section):
     n_gpu_layers: int = -1
     seed: int = 0
     max_tokens: int = Field(96, ge=8)
+    reuse_prefix_state: bool = True   # restore each system prompt's KV state instead of re-evaluating it
 
 
 class ExampleSetSettings(_Section):
