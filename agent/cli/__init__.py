@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from agent.cli import audit_cmd, db_cmd, eval_group, eval_routing_cmd, plans_cmd, replay_cmd, run_cmd, tools_cmd  # noqa: F401
+from agent.cli import audit_cmd, db_cmd, eval_group, eval_routing_cmd, plans_cmd, replay_cmd, run_cmd, stats_cmd, tools_cmd  # noqa: F401
 from agent.cli.common import State
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ run_cmd.register(app)
 app.add_typer(plans_cmd.app, name="plans")
 app.add_typer(tools_cmd.app, name="tools")
 replay_cmd.register(app)
+stats_cmd.register(app)
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(db_cmd.app, name="db")
 app.add_typer(eval_group.app, name="eval")  # eval_routing_cmd registers `eval routing` on it
