@@ -23,6 +23,7 @@ from agent.models.local import LocalModel
 from agent.models.tasks import ApiRouteModel, LocalRouteModel, LocalSlotModel
 from agent.planner import Planner
 from agent.record import RecordProtection, RunStore, SideEffectLedger
+from agent.route_cache import CachingRouter
 from agent.routing import NearestNeighbourRouter, Router
 from agent.settings import Settings
 from agent.slots import SlotFiller
@@ -101,9 +102,11 @@ class Runtime:
         embedder = embedder or SentenceTransformerEmbedder(settings.embeddings.model_path, settings.embeddings.batch_size)
         local_model = local_model or LocalModel(settings.local_model)
         api = ApiRouteModel(ApiModel(settings.api_model)) if settings.api_model.base_url else None
-        router = router or NearestNeighbourRouter(
-            catalogue, embedder, settings.router, LocalRouteModel(local_model), cache_dir=data / "cache", api=api
-        )
+        if router is None:
+            router = NearestNeighbourRouter(catalogue, embedder, settings.router, LocalRouteModel(local_model), cache_dir=data / "cache", api=api)
+            if settings.router.cache.enabled:
+                versions = {"catalogue": catalogue.version, "policy": policy.version, "embedder": embedder.model_id, "local_model": local_model.model_id}
+                router = CachingRouter(router, settings.router.cache, versions)
         planner = Planner(catalogue, registry, SlotFiller(LocalSlotModel(local_model), settings.planner.max_attempts))
         executor = Executor(registry, ledger, settings.executor)
         checkpointer = SqliteSaver(open_checkpoint_db(settings.checkpoint_path))

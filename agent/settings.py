@@ -96,12 +96,20 @@ class ApiModelSettings(_Section):
     usd_per_1k_completion_tokens: float = Field(0.0006, ge=0)
 
 
+class RouteCacheSettings(_Section):
+    enabled: bool = True
+    semantic: bool = True
+    min_similarity: float = Field(0.97, ge=0.5, le=1)   # semantic hit: an earlier ticket at least this close
+    max_entries: int = Field(10000, ge=1)
+
+
 class RouterSettings(_Section):
     min_similarity: float = Field(0.55, ge=0, le=1)
     min_template_similarity: float = Field(0.0, ge=0, le=1)
     min_margin: float = Field(0.04, ge=0, le=1)
     use_model_tiebreak: bool = True
     example_sets: list[ExampleSetSettings] = []
+    cache: RouteCacheSettings = RouteCacheSettings()
 
 
 class PlannerSettings(_Section):
