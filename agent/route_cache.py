@@ -4,7 +4,8 @@ Only the route is cached, never slots: a cached decision names a template, and t
 still reads identifiers from the new ticket itself. Keys include the catalogue, policy and
 model versions, so a change to any of them invalidates every entry. Transient outcomes (the
 API model unavailable, a budget spent) are not cached. A hit is visible in the run record as
-a route with method `cache` and the kind of hit in its detail.
+a route whose `cache_hit` says which kind; the rest of the decision (and so the plan built
+from it) is exactly what the router said the first time.
 """
 
 from __future__ import annotations
@@ -52,14 +53,14 @@ class CachingRouter:
         if key in self._exact:
             self._exact.move_to_end(key)
             self.hits["exact"] += 1
-            return self._hit(self._exact[key], "exact match of an earlier ticket")
+            return self._hit(self._exact[key], "exact")
         vector = self.inner.embed(ticket)
         if self.settings.semantic and self._vectors:
             similarities = np.stack(self._vectors) @ vector
             best = int(np.argmax(similarities))
             if similarities[best] >= self.settings.min_similarity:
                 self.hits["semantic"] += 1
-                return self._hit(self._decisions[best], f"semantic match (similarity {similarities[best]:.3f})")
+                return self._hit(self._decisions[best], f"semantic ({similarities[best]:.3f})")
         self.hits["miss"] += 1
         decision = self.inner.route_vector(ticket, vector)
         if decision.reason not in TRANSIENT:
@@ -80,4 +81,4 @@ class CachingRouter:
     @staticmethod
     def _hit(decision: RouteDecision, how: str) -> RouteDecision:
         # The model calls belong to the ticket that paid for them; this one made none.
-        return decision.model_copy(update={"method": "cache", "detail": f"{how}; {decision.method}: {decision.detail}".strip(), "model_calls": []})
+        return decision.model_copy(update={"cache_hit": how, "model_calls": []})

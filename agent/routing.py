@@ -38,11 +38,12 @@ class Candidate(BaseModel):
 class RouteDecision(BaseModel):
     template: str | None
     confidence: float
-    method: Literal["nearest_neighbour", "model_tiebreak", "api", "rule", "cache"]
+    method: Literal["nearest_neighbour", "model_tiebreak", "api", "rule"]
     reason: EscalationReason | None = None
     detail: str = ""
     candidates: list[Candidate] = []
     model_calls: list[ModelCall] = []
+    cache_hit: str | None = None  # "exact" or "semantic (0.983)": the route came from the route cache
 
 
 class Router(Protocol):
@@ -144,7 +145,8 @@ class NearestNeighbourRouter:
             )
         best = candidates[0]
         runner_up = candidates[1] if len(candidates) > 1 else None
-        if runner_up and best.score - runner_up.score < self.settings.min_margin and self.tiebreaker:
+        asked_for_person = best.template == ESCALATE_TEMPLATE and self._asks_for_person(nearest)
+        if runner_up and best.score - runner_up.score < self.settings.min_margin and self.tiebreaker and not asked_for_person:
             return self._tiebreak(ticket, candidates[:2], nearest)
         return self._decision(best.template, best.score, "nearest_neighbour", candidates, nearest)
 
@@ -173,7 +175,7 @@ class NearestNeighbourRouter:
             # The escalate examples either ask for a person (its own examples, contact_human_agent,
             # complaint) or are requests no template handles (an unsupported dataset intent).
             label = nearest.get(template, template)
-            asked = label == ESCALATE_TEMPLATE or label in self.bank.person_labels
+            asked = self._asks_for_person(nearest)
             return RouteDecision(
                 template=template,
                 confidence=score,
@@ -192,6 +194,13 @@ class NearestNeighbourRouter:
                 candidates=candidates,
             )
         return RouteDecision(template=template, confidence=score, method=method, candidates=candidates)
+
+
+    def _asks_for_person(self, nearest: dict[str, str]) -> bool:
+        """Rule: the closest escalate example is a request for a person (or a complaint); no model
+        is asked to overrule that."""
+        label = nearest.get(ESCALATE_TEMPLATE)
+        return label is not None and (label == ESCALATE_TEMPLATE or label in self.bank.person_labels)
 
 
 def template_scores(bank: ExampleBank, vector: np.ndarray) -> tuple[list[Candidate], dict[str, str]]:
