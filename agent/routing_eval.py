@@ -45,6 +45,8 @@ class ModeReport(BaseModel):
     escalation_rate: float
     wrong_side_effect_rate: float
     wrong_side_effects: int
+    person_requests: int = 0                 # tickets whose intent is a request for a person / complaint
+    person_requests_escalated: float | None = None
     latency_ms_p50: float
     latency_ms_p95: float
     tokens_per_ticket: float
@@ -91,8 +93,10 @@ def score(
     calls: Sequence[list[ModelCall]],
     side_effecting: set[str],
     note: str = "",
+    person_labels: frozenset[str] | set[str] = frozenset(),
 ) -> ModeReport:
     gold = [t.gold for t in tickets]
+    asked = [p for t, p in zip(tickets, predictions, strict=True) if t.label in person_labels]
     labels = sorted(set(gold) | set(predictions))
     confusion = {g: dict(Counter(p for gg, p in zip(gold, predictions, strict=True) if gg == g)) for g in sorted(set(gold))}
     f1s = []
@@ -113,6 +117,8 @@ def score(
         escalation_rate=round(sum(p == ESCALATE_TEMPLATE for p in predictions) / n, 4),
         wrong_side_effect_rate=round(wrong / n, 4),
         wrong_side_effects=wrong,
+        person_requests=len(asked),
+        person_requests_escalated=round(sum(p == ESCALATE_TEMPLATE for p in asked) / len(asked), 4) if asked else None,
         latency_ms_p50=round(float(np.percentile(latencies, 50)), 2),
         latency_ms_p95=round(float(np.percentile(latencies, 95)), 2),
         tokens_per_ticket=round(tokens / n, 2),
@@ -128,6 +134,7 @@ def run_mode(
     route: Callable[[Ticket], RouteDecision],
     side_effecting: set[str],
     note: str = "",
+    person_labels: frozenset[str] | set[str] = frozenset(),
 ) -> ModeReport:
     """Route every ticket one at a time (embedding included), timing each."""
     predictions, latencies, calls = [], [], []
@@ -137,7 +144,7 @@ def run_mode(
         latencies.append((time.perf_counter() - started) * 1000)
         predictions.append(predicted(decision))
         calls.append(decision.model_calls)
-    return score(mode, tickets, predictions, latencies, calls, side_effecting, note)
+    return score(mode, tickets, predictions, latencies, calls, side_effecting, note, person_labels)
 
 
 def leave_intents_out(

@@ -96,9 +96,9 @@ def routing(
         if mode == "local_model":
             sample = tickets if not model_sample or model_sample >= len(tickets) else random.Random(0).sample(tickets, model_sample)
             note = "" if len(sample) == len(tickets) else f"random sample of {len(sample)} of {len(tickets)} tickets (seed 0): the local model alone is slow"
-            reports.append(run_mode(mode, sample, model_only, side_effecting, note))
+            reports.append(run_mode(mode, sample, model_only, side_effecting, note, bank.person_labels))
         else:
-            reports.append(run_mode(mode, tickets, make_router(mode == "combined").route, side_effecting))
+            reports.append(run_mode(mode, tickets, make_router(mode == "combined").route, side_effecting, "", bank.person_labels))
     per_intent = None
     if leave_intents_out:
         if dataset != "bitext":
