@@ -132,7 +132,7 @@ def run(tickets_n: int, out: Path) -> dict[str, Any]:
 
     caseplan = {"correct": 0, "tokens": 0, "latency": [], "route_ms": [], "plan_ms": []}
     for item in tickets:
-        ticket = Ticket(text=item.text, requester_email="customer@example.com")
+        ticket = Ticket(text=item.text, requester_email="customer@example.com", ticket_id="1001")  # as the platform sends it
         started = time.perf_counter()
         decision = router.route(ticket)
         routed = time.perf_counter()
