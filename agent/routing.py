@@ -1,24 +1,29 @@
 """Routing: which plan template fits a ticket, how sure we are, or that none fits.
 
-The first router is nearest neighbour over embedded example utterances per template; when
-the best two templates are too close, the local model breaks the tie among them. A ticket
-that matches nothing well enough escalates instead of being forced into the nearest template.
+Nearest neighbour over embedded example utterances (the templates' own and labelled datasets
+such as Bitext's train.csv): each template scores its closest example. When the best two
+templates are too close, the local model breaks the tie among them. A ticket that matches
+nothing well enough escalates (`out_of_scope`), and a ticket whose closest example of a
+handling template is not close enough escalates too (`low_confidence`): a template with side
+effects is never chosen on a weak match. Both thresholds are calibrated on training data only
+(`caseplan eval routing --calibrate`).
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
 from pydantic import BaseModel
 
+from agent.example_bank import ExampleBank, build_bank
+from agent.models.api import ApiModel, ApiModelError, TicketBudget
 from agent.models.calls import ModelCall
 from agent.settings import RouterSettings
 from agent.tickets import Ticket
 from plans.catalogue import Catalogue
-from plans.models import Template, canonical_json
+from plans.models import Template
 from tools.contracts.escalation import EscalationReason
 from tools.embeddings import Embedder
 
@@ -33,11 +38,12 @@ class Candidate(BaseModel):
 class RouteDecision(BaseModel):
     template: str | None
     confidence: float
-    method: Literal["nearest_neighbour", "model_tiebreak", "rule", "cache"]
+    method: Literal["nearest_neighbour", "model_tiebreak", "api", "rule"]
     reason: EscalationReason | None = None
     detail: str = ""
     candidates: list[Candidate] = []
     model_calls: list[ModelCall] = []
+    cache_hit: str | None = None  # "exact" or "semantic (0.983)": the route came from the route cache
 
 
 class Router(Protocol):
@@ -48,35 +54,12 @@ class RouteTiebreaker(Protocol):
     def choose(self, ticket: Ticket, candidates: list[Template]) -> ModelCall: ...
 
 
-class ExampleBank:
-    """Embedded example utterances of every routable template, cached on disk by content hash."""
+class ApiRouter(Protocol):
+    """The API model's routing job (agent.models.tasks.ApiRouteModel)."""
 
-    def __init__(self, catalogue: Catalogue, embedder: Embedder, cache_dir: Path | None) -> None:
-        self.labels: list[str] = []
-        texts: list[str] = []
-        for template in catalogue.routable():
-            for example in template.examples:
-                self.labels.append(template.name)
-                texts.append(example)
-        self.templates = sorted(set(self.labels))
-        digest = hashlib.sha256(canonical_json([embedder.model_id, self.labels, texts]).encode()).hexdigest()[:16]
-        cache = cache_dir / f"examples-{digest}.npy" if cache_dir else None
-        if cache is not None and cache.exists():
-            self.vectors = np.load(cache)
-        else:
-            self.vectors = embedder.embed(texts) if texts else np.zeros((0, embedder.dim), dtype=np.float32)
-            if cache is not None:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                np.save(cache, self.vectors)
-        self._label_index = np.array([self.templates.index(label) for label in self.labels])
+    model: ApiModel
 
-    def scores(self, vector: np.ndarray) -> list[Candidate]:
-        """Best example similarity per template, highest first."""
-        similarities = self.vectors @ vector
-        best = np.full(len(self.templates), -1.0, dtype=np.float32)
-        np.maximum.at(best, self._label_index, similarities)
-        order = np.argsort(-best)
-        return [Candidate(template=self.templates[i], score=round(float(best[i]), 4)) for i in order]
+    def choose(self, ticket: Ticket, candidates: list[Template], budget: TicketBudget) -> ModelCall: ...
 
 
 class NearestNeighbourRouter:
@@ -87,23 +70,69 @@ class NearestNeighbourRouter:
         settings: RouterSettings,
         tiebreaker: RouteTiebreaker | None = None,
         cache_dir: Path | None = None,
+        api: ApiRouter | None = None,
     ) -> None:
         self.catalogue = catalogue
         self.embedder = embedder
         self.settings = settings
         self.tiebreaker = tiebreaker if settings.use_model_tiebreak else None
         self.cache_dir = cache_dir
+        self.api = api
         self._bank: ExampleBank | None = None
 
     @property
     def bank(self) -> ExampleBank:
         if self._bank is None:
-            self._bank = ExampleBank(self.catalogue, self.embedder, self.cache_dir)
+            self._bank = build_bank(self.catalogue, self.embedder, self.settings.example_sets, self.cache_dir)
         return self._bank
 
+    def use_bank(self, bank: ExampleBank) -> None:
+        """Route against another bank (evaluation: leave-intents-out)."""
+        self._bank = bank
+
+    def embed(self, ticket: Ticket) -> np.ndarray:
+        return self.embedder.embed([ticket.full_text[:2000]])[0]
+
     def route(self, ticket: Ticket) -> RouteDecision:
-        vector = self.embedder.embed([ticket.full_text[:2000]])[0]
-        candidates = self.bank.scores(vector)[:3]
+        return self.route_vector(ticket, self.embed(ticket))
+
+    def route_vector(self, ticket: Ticket, vector: np.ndarray) -> RouteDecision:
+        """Route a ticket whose embedding is already known (batch evaluation embeds all at once).
+
+        A low-confidence local decision goes to the API model when one is configured."""
+        decision = self._local(ticket, vector)
+        if decision.reason == "low_confidence" and self.api is not None and decision.candidates:
+            return self._ask_api(ticket, decision)
+        return decision
+
+    def _ask_api(self, ticket: Ticket, local: RouteDecision) -> RouteDecision:
+        names = [c.template for c in local.candidates]
+        budget = self.api.model.budget()
+        try:
+            call = self.api.choose(ticket, [self.catalogue.get(n) for n in names], budget)
+        except ApiModelError as exc:
+            return local.model_copy(
+                update={"method": "api", "reason": exc.reason, "detail": f"{local.detail}; API model: {exc}", "model_calls": [*local.model_calls, *exc.calls]}
+            )
+        calls = [*local.model_calls, *budget.calls]
+        choice = call.output["template"]
+        if choice not in names:
+            detail = f"{local.detail}; API model says none of {names} fits"
+            return local.model_copy(update={"method": "api", "reason": "out_of_scope", "detail": detail, "model_calls": calls})
+        reason = "customer_request" if choice == ESCALATE_TEMPLATE else None
+        return RouteDecision(
+            template=choice,
+            confidence=local.confidence,
+            method="api",
+            reason=reason,
+            detail=f"local path unsure ({local.detail}); API model chose {choice}",
+            candidates=local.candidates,
+            model_calls=calls,
+        )
+
+    def _local(self, ticket: Ticket, vector: np.ndarray) -> RouteDecision:
+        candidates, nearest = template_scores(self.bank, vector)
+        candidates = candidates[:3]
         if not candidates or candidates[0].score < self.settings.min_similarity:
             best = candidates[0].score if candidates else 0.0
             return RouteDecision(
@@ -116,11 +145,12 @@ class NearestNeighbourRouter:
             )
         best = candidates[0]
         runner_up = candidates[1] if len(candidates) > 1 else None
-        if runner_up and best.score - runner_up.score < self.settings.min_margin and self.tiebreaker:
-            return self._tiebreak(ticket, candidates[:2])
-        return self._decision(best.template, best.score, "nearest_neighbour", candidates)
+        asked_for_person = best.template == ESCALATE_TEMPLATE and self._asks_for_person(nearest)
+        if runner_up and best.score - runner_up.score < self.settings.min_margin and self.tiebreaker and not asked_for_person:
+            return self._tiebreak(ticket, candidates[:2], nearest)
+        return self._decision(best.template, best.score, "nearest_neighbour", candidates, nearest)
 
-    def _tiebreak(self, ticket: Ticket, close: list[Candidate]) -> RouteDecision:
+    def _tiebreak(self, ticket: Ticket, close: list[Candidate], nearest: dict[str, str]) -> RouteDecision:
         call = self.tiebreaker.choose(ticket, [self.catalogue.get(c.template) for c in close])
         choice = call.output.get("template") if isinstance(call.output, dict) else None
         names = [c.template for c in close]
@@ -135,9 +165,54 @@ class NearestNeighbourRouter:
                 model_calls=[call],
             )
         score = next(c.score for c in close if c.template == choice)
-        decision = self._decision(choice, score, "model_tiebreak", close)
+        decision = self._decision(choice, score, "model_tiebreak", close, nearest)
         return decision.model_copy(update={"model_calls": [call]})
 
-    def _decision(self, template: str, score: float, method: str, candidates: list[Candidate]) -> RouteDecision:
-        reason = "customer_request" if template == ESCALATE_TEMPLATE else None
-        return RouteDecision(template=template, confidence=score, method=method, reason=reason, candidates=candidates)
+    def _decision(
+        self, template: str, score: float, method: str, candidates: list[Candidate], nearest: dict[str, str]
+    ) -> RouteDecision:
+        if template == ESCALATE_TEMPLATE:
+            # The escalate examples either ask for a person (its own examples, contact_human_agent,
+            # complaint) or are requests no template handles (an unsupported dataset intent).
+            label = nearest.get(template, template)
+            asked = self._asks_for_person(nearest)
+            return RouteDecision(
+                template=template,
+                confidence=score,
+                method=method,
+                reason="customer_request" if asked else "out_of_scope",
+                detail=f"closest example is a {label!r} request",
+                candidates=candidates,
+            )
+        if score < self.settings.min_template_similarity:
+            return RouteDecision(
+                template=None,
+                confidence=score,
+                method=method,
+                reason="low_confidence",
+                detail=f"closest {template} example has similarity {score:.2f}, below {self.settings.min_template_similarity}",
+                candidates=candidates,
+            )
+        return RouteDecision(template=template, confidence=score, method=method, candidates=candidates)
+
+
+    def _asks_for_person(self, nearest: dict[str, str]) -> bool:
+        """Rule: the closest escalate example is a request for a person (or a complaint); no model
+        is asked to overrule that."""
+        label = nearest.get(ESCALATE_TEMPLATE)
+        return label is not None and (label == ESCALATE_TEMPLATE or label in self.bank.person_labels)
+
+
+def template_scores(bank: ExampleBank, vector: np.ndarray) -> tuple[list[Candidate], dict[str, str]]:
+    """Best example similarity per template, highest first, and the label of that example."""
+    if len(bank.templates) == 0:
+        return [], {}
+    similarities = bank.vectors @ vector
+    order = np.argsort(-similarities)
+    best: dict[str, tuple[float, str]] = {}
+    for index in order:
+        template = str(bank.templates[index])
+        if template not in best:
+            best[template] = (float(similarities[index]), str(bank.labels[index]))
+    ranked = sorted(best.items(), key=lambda item: -item[1][0])
+    return [Candidate(template=t, score=round(s, 4)) for t, (s, _) in ranked], {t: label for t, (_, label) in ranked}

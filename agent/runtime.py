@@ -19,10 +19,12 @@ from sqlalchemy.engine import Engine
 from agent.db import make_engine
 from agent.executor import Executor
 from agent.graph import GraphDeps, build_graph
+from agent.models.api import ApiModel
 from agent.models.local import LocalModel
-from agent.models.tasks import LocalRouteModel, LocalSlotModel
+from agent.models.tasks import ApiRouteModel, LocalRouteModel, LocalSlotModel
 from agent.planner import Planner
 from agent.record import RecordProtection, RunStore, SideEffectLedger
+from agent.route_cache import CachingRouter
 from agent.routing import NearestNeighbourRouter, Router
 from agent.settings import Settings
 from agent.slots import SlotFiller
@@ -103,9 +105,12 @@ class Runtime:
         policy = PolicyEngine([Path(p) for p in settings.policies.files], registry, catalogue.names(), RateLimiter(engine))
         embedder = embedder or SentenceTransformerEmbedder(settings.embeddings.model_path, settings.embeddings.batch_size)
         local_model = local_model or LocalModel(settings.local_model)
-        router = router or NearestNeighbourRouter(
-            catalogue, embedder, settings.router, LocalRouteModel(local_model), cache_dir=data / "cache"
-        )
+        api = ApiRouteModel(ApiModel(settings.api_model)) if settings.api_model.base_url else None
+        if router is None:
+            router = NearestNeighbourRouter(catalogue, embedder, settings.router, LocalRouteModel(local_model), cache_dir=data / "cache", api=api)
+            if settings.router.cache.enabled:
+                versions = {"catalogue": catalogue.version, "policy": policy.version, "embedder": embedder.model_id, "local_model": local_model.model_id}
+                router = CachingRouter(router, settings.router.cache, versions)
         planner = Planner(catalogue, registry, SlotFiller(LocalSlotModel(local_model), settings.planner.max_attempts))
         executor = Executor(registry, ledger, settings.executor, gate=policy)
         checkpointer = SqliteSaver(open_checkpoint_db(settings.checkpoint_path))

@@ -62,12 +62,54 @@ class LocalModelSettings(_Section):
     n_gpu_layers: int = -1
     seed: int = 0
     max_tokens: int = Field(96, ge=8)
+    reuse_prefix_state: bool = True   # restore each system prompt's KV state instead of re-evaluating it
+
+
+class ExampleSetSettings(_Section):
+    """A labelled dataset whose utterances join the router's example bank."""
+
+    path: str                 # CSV with `utterance` and `intent` columns; relative to the evaluation data folder
+    mapping: str              # YAML intent -> template mapping; relative to the repository
+    optional: bool = True     # a missing file is skipped with a warning instead of failing start-up
+
+
+EnvVarName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+WebUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s/]+(/\S*)?$")]
+
+
+class ApiModelSettings(_Section):
+    """The OpenAI-compatible chat-completions endpoint for tickets the local path cannot settle."""
+
+    base_url: WebUrl | None = None             # e.g. https://api.openai.com/v1 ; null: no API model (escalate to a person)
+    model: str = "gpt-4o-mini"
+    api_key_env: EnvVarName = "CASEPLAN_API_KEY"
+    response_format: Literal["json_schema", "json_object"] = "json_schema"  # json_object: llama.cpp's server
+    timeout_s: float = Field(20, gt=0)
+    max_attempts: int = Field(3, ge=1, le=10)     # per request, for 429 / 5xx / timeouts
+    backoff_base_s: float = Field(0.5, ge=0)
+    max_wait_s: float = Field(30, ge=0)           # a longer Retry-After means unavailable now
+    max_reasks: int = Field(1, ge=0, le=3)        # invalid or schema-violating answers re-asked
+    max_tokens: int = Field(256, ge=8)            # completion cap per request
+    ticket_token_budget: int = Field(4000, ge=100)
+    ticket_cost_budget_usd: float = Field(0.02, ge=0)
+    usd_per_1k_prompt_tokens: float = Field(0.00015, ge=0)
+    usd_per_1k_completion_tokens: float = Field(0.0006, ge=0)
+
+
+class RouteCacheSettings(_Section):
+    enabled: bool = True
+    semantic: bool = True
+    min_similarity: float = Field(0.97, ge=0.5, le=1)   # semantic hit: an earlier ticket at least this close
+    max_entries: int = Field(10000, ge=1)
 
 
 class RouterSettings(_Section):
     min_similarity: float = Field(0.55, ge=0, le=1)
+    min_template_similarity: float = Field(0.0, ge=0, le=1)
     min_margin: float = Field(0.04, ge=0, le=1)
     use_model_tiebreak: bool = True
+    example_sets: list[ExampleSetSettings] = []
+    cache: RouteCacheSettings = RouteCacheSettings()
 
 
 class PlannerSettings(_Section):
@@ -90,8 +132,6 @@ class PolicySettings(_Section):
 
 
 # --- tool adapters: which implementation serves each tool, and how to reach the real ones ---
-EnvVarName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-WebUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s/]+(/\S*)?$")]
 
 
 class ToolAdapterSettings(_Section):
@@ -240,6 +280,7 @@ class Settings(_Section):
     embeddings: EmbeddingSettings = EmbeddingSettings()
     local_model: LocalModelSettings = LocalModelSettings()
     router: RouterSettings = RouterSettings()
+    api_model: ApiModelSettings = ApiModelSettings()
     planner: PlannerSettings = PlannerSettings()
     executor: ExecutorSettings = ExecutorSettings()
     catalogue: CatalogueSettings = CatalogueSettings()

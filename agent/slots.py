@@ -22,8 +22,11 @@ _TICKET = re.compile(
     r"(?:\b(?:ticket|case|request)\s*(?:number|no\.?|id)?\s*[:#]?\s*#?|(?<![\w&])#)([A-Za-z]{0,6}-?\d{3,12})\b",
     re.IGNORECASE,
 )
-_ORDER = re.compile(r"\border\s*(?:number|no\.?|id)?\s*[:#]?\s*#?([A-Za-z]{0,4}-?\d{4,14})\b", re.IGNORECASE)
-PATTERNS: dict[str, re.Pattern[str]] = {"email": _EMAIL, "ticket_id": _TICKET, "order_id": _ORDER}
+_ORDER = re.compile(r"\b(?:order|purchase)s?\s*(?:number|no\.?|id)?\s*[:#]?\s*#?([A-Za-z]{0,4}-?\d{4,20})\b", re.IGNORECASE)
+_INVOICE = re.compile(r"\b(?:invoice|bill|receipt)s?\s*(?:number|no\.?|id)?\s*[:#]?\s*#?([A-Za-z]{0,4}-?\d{3,20})\b", re.IGNORECASE)
+PATTERNS: dict[str, re.Pattern[str]] = {"email": _EMAIL, "ticket_id": _TICKET, "order_id": _ORDER, "invoice_id": _INVOICE}
+# A '#123' after "order" or "bill" names an order or invoice, not a ticket.
+_NOT_TICKETS = (_ORDER, _INVOICE)
 
 
 class SlotFill(BaseModel):
@@ -51,6 +54,9 @@ def find_pattern(slot_type: str, text: str) -> list[str]:
                 continue
         if value not in found:
             found.append(value)
+    if slot_type == "ticket_id":
+        others = {m.group(1) for other in _NOT_TICKETS for m in other.finditer(text)}
+        found = [value for value in found if value not in others]
     return found
 
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from plans.refs import STEP_ID_PATTERN
 
-SlotType = Literal["email", "ticket_id", "order_id", "user_id", "text", "choice"]
+SlotType = Literal["email", "ticket_id", "order_id", "invoice_id", "user_id", "text", "choice"]
 SLOT_SOURCES = (
     "ticket.requester_email",
     "ticket.ticket_id",

@@ -93,3 +93,25 @@ def test_missing_or_corrupt_model_file_is_a_clear_error(tmp_path):
     corrupt.write_bytes(b"GGUF" + b"\0" * 64)
     with pytest.raises(ModelUnavailable, match="cannot load"):
         LocalModel(LocalModelSettings(path=str(corrupt))).load()
+
+
+def test_restored_system_prompt_state_gives_the_same_answers():
+    """Reusing a system prompt's KV state is an optimisation only: answers must not change."""
+    reusing = LocalModel(LocalModelSettings(reuse_prefix_state=True))
+    fresh = LocalModel(LocalModelSettings(reuse_prefix_state=False))
+    tickets = [TICKET, Ticket(text="How long does shipping to Canada take?"), TICKET]
+    answers = {}
+    for name, model in (("reusing", reusing), ("fresh", fresh)):
+        router, slots = LocalRouteModel(model), LocalSlotModel(model)
+        template = Template(
+            name="t", version=1, description="t",
+            slots={"reason": SlotSpec(type="text", sources=["model"], max_length=40)},
+            steps=[TemplateStep(id="s", tool="ticket_lookup", args={"ticket_id": "1"})],
+        )
+        outputs = []
+        for ticket in tickets:  # routing and slot prompts alternate, so each restore is exercised
+            outputs.append(router.choose(ticket, templates()).output)
+            outputs.append(slots.propose(template, ["reason"], ticket, None).output)
+        answers[name] = outputs
+    assert answers["reusing"] == answers["fresh"]
+    assert len(reusing._prefix_states) == 2 and not fresh._prefix_states

@@ -8,12 +8,14 @@ from agent.cli import (
     audit_cmd,
     db_cmd,
     eval_group,
+    eval_routing_cmd,  # noqa: F401  (registers `eval routing` on eval_group.app)
     eval_run_cmd,  # noqa: F401  (registers `eval run|label|harvest|suites` on eval_group.app)
     plans_cmd,
     policies_cmd,
     replay_cmd,
     run_cmd,
     service_cmd,
+    stats_cmd,
     tools_cmd,
 )
 from agent.cli.common import State
@@ -39,6 +41,7 @@ run_cmd.register(app)
 app.add_typer(plans_cmd.app, name="plans")
 app.add_typer(tools_cmd.app, name="tools")
 replay_cmd.register(app)
+stats_cmd.register(app)
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(db_cmd.app, name="db")
 policies_cmd.register(app)

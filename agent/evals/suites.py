@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel
 
 from agent.evals.cases import CaseFileError, LoadedCases, load_case_file, parse_cases
+from agent.example_bank import BankError, load_mapping
 from agent.settings import REPO_ROOT, Settings
 from plans.catalogue import Catalogue
 
@@ -77,7 +78,10 @@ def bitext_suite(settings: Settings, catalogue: Catalogue, tools: Iterable[str],
     """Bitext dev utterances; expected route from configs/bitext_templates.yaml, expected slots
     where the routed template has a slot of the entity's type."""
     path = _need(evaldata_path(settings) / "bitext" / "dev.csv", "Bitext dev set")
-    mapping = _read_mapping(BITEXT_TEMPLATES, "Bitext intent -> template mapping")
+    try:
+        mapping = load_mapping(BITEXT_TEMPLATES).intents
+    except BankError as exc:
+        raise SuiteError(str(exc)) from None
     with path.open(encoding="utf-8", newline="") as handle:
         rows = [dict(row, _line=str(number)) for number, row in enumerate(csv.DictReader(handle), start=2)]
     unmapped = sorted({row["intent"] for row in rows} - set(mapping))

@@ -3,6 +3,10 @@
 The model file comes from an installed package (no download) or a configured path. Output is
 constrained by a JSON schema through llama.cpp's grammar mode, with a token cap, so a weak
 model cannot run away; callers still treat what it says as a suggestion to verify.
+
+Each fixed system prompt's KV state is kept after its first call and restored before the next
+call with the same prompt: llama.cpp then skips the longest shared token prefix, so a ticket
+pays only for its own tokens even when routing and slot calls alternate.
 """
 
 from __future__ import annotations
@@ -72,6 +76,8 @@ class LocalModel:
         self._llama = None
         self._lock = threading.Lock()
         self.gpu_offload = False
+        self.reuse_prefix = settings.reuse_prefix_state
+        self._prefix_states: dict[str, Any] = {}  # system prompt -> llama.cpp state after its first call
 
     @property
     def model_id(self) -> str:
@@ -99,7 +105,9 @@ class LocalModel:
             except (ValueError, RuntimeError) as exc:
                 raise ModelUnavailable(f"cannot load model {self.path}: {exc}") from exc
             self.sha256 = file_sha256(self.path)
-            log.info("local model loaded", model=self.model_id, gpu_offload=self.gpu_offload, path=str(self.path))
+            log.warning(  # start-up report: which file, and whether layers run on a GPU
+                "local model loaded", model=self.model_id, gpu_offload=self.gpu_offload, n_threads=self.settings.n_threads, path=str(self.path)
+            )
 
     def complete_json(
         self, purpose: str, system: str, user: str, schema: dict[str, Any], max_tokens: int | None = None
@@ -109,11 +117,16 @@ class LocalModel:
         params = {"temperature": 0.0, "max_tokens": max_tokens or self.settings.max_tokens, "seed": self.settings.seed}
         started = time.perf_counter()
         with self._lock:
+            saved = self._prefix_states.get(system) if self.reuse_prefix else None
+            if saved is not None:
+                self._llama.load_state(saved)
             response = self._llama.create_chat_completion(
                 messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
                 response_format={"type": "json_object", "schema": schema},
                 **params,
             )
+            if self.reuse_prefix and saved is None and len(self._prefix_states) < 16:
+                self._prefix_states[system] = self._llama.save_state()
         latency = (time.perf_counter() - started) * 1000
         usage = response.get("usage", {})
         text = response["choices"][0]["message"]["content"] or ""

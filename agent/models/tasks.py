@@ -4,7 +4,11 @@ break a routing tie between candidate templates, and propose free-text slot valu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
+from pydantic import ConfigDict, create_model
+
+from agent.models.api import ApiModel, TicketBudget
 from agent.models.calls import ModelCall
 from agent.models.local import LocalModel
 from agent.tickets import Ticket
@@ -65,3 +69,21 @@ class LocalSlotModel:
         }
         budget = min(256, 16 + sum(template.slots[name].max_length // 3 for name in names))
         return self.model.complete_json("slots", SLOT_SYSTEM, user, schema, budget)
+
+
+class ApiRouteModel:
+    """Asks the API model to choose among candidate templates when the local path is unsure.
+
+    The answer's schema is an enum of the candidates plus 'none', so whatever comes back names a
+    real template or says none fits; re-asks, retries and the ticket budget live in `ApiModel`.
+    """
+
+    def __init__(self, model: ApiModel) -> None:
+        self.model = model
+
+    def choose(self, ticket: Ticket, candidates: Sequence[Template], budget: TicketBudget) -> ModelCall:
+        names = [template.name for template in candidates]
+        choice = create_model("RouteChoice", template=(Literal[(*names, NONE_FITS)], ...), __config__=ConfigDict(extra="forbid"))
+        menu = "\n".join(f"- {template.name}: {template.description}" for template in candidates)
+        user = f"Workflows:\n{menu}\n\nTicket:\n{ticket.full_text[:4000]}"
+        return self.model.complete("route", ROUTE_SYSTEM, user, choice, budget)

@@ -1,0 +1,188 @@
+"""The API model: an OpenAI-compatible chat-completions endpoint for tickets the local path
+cannot settle (low routing confidence, a local answer that failed validation twice).
+
+Structured output is a JSON schema derived from a Pydantic model; an answer that is not JSON
+or violates the schema is re-asked with the validation error, a bounded number of times.
+Transient failures (429, 5xx, timeouts, connection errors) are retried with exponential
+backoff, honouring `Retry-After`. Every ticket has a token and cost budget. When the endpoint
+cannot answer or the budget is spent, the caller escalates to a person with the typed reason
+carried by the exception (`model_unavailable`, `budget_exceeded`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+import structlog
+from pydantic import BaseModel, ValidationError
+
+from agent.models.calls import ModelCall
+from agent.settings import ApiModelSettings
+
+log = structlog.get_logger(__name__)
+
+RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class ApiModelError(RuntimeError):
+    """The API model gave no usable answer; `reason` is the escalation reason to record."""
+
+    reason = "model_unavailable"
+
+    def __init__(self, message: str, calls: list[ModelCall] | None = None) -> None:
+        super().__init__(message)
+        self.calls = calls or []
+
+
+class ApiUnavailable(ApiModelError):
+    reason = "model_unavailable"
+
+
+class BudgetExceeded(ApiModelError):
+    reason = "budget_exceeded"
+
+
+@dataclass
+class TicketBudget:
+    """What one ticket may still spend on the API model."""
+
+    tokens: int
+    cost_usd: float
+    spent_tokens: int = 0
+    spent_usd: float = 0.0
+    calls: list[ModelCall] = field(default_factory=list)
+
+    def check(self, max_completion: int) -> None:
+        if self.spent_tokens + max_completion > self.tokens or self.spent_usd >= self.cost_usd:
+            raise BudgetExceeded(
+                f"ticket budget spent: {self.spent_tokens}/{self.tokens} tokens, ${self.spent_usd:.4f}/${self.cost_usd:.4f}",
+                list(self.calls),
+            )
+
+    def charge(self, call: ModelCall) -> None:
+        self.spent_tokens += call.prompt_tokens + call.completion_tokens
+        self.spent_usd += call.cost_usd
+        self.calls.append(call)
+
+
+def retry_after_s(response: httpx.Response) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP date); None if absent or unreadable."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+class ApiModel:
+    """OpenAI-compatible chat completions over httpx; one instance per process is enough."""
+
+    def __init__(
+        self,
+        settings: ApiModelSettings,
+        *,
+        client: httpx.Client | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        if not settings.base_url:
+            raise ValueError("api_model.base_url is not set")
+        self.settings = settings
+        self.sleep = sleep
+        key = (env if env is not None else os.environ).get(settings.api_key_env, "")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.client = client or httpx.Client(base_url=settings.base_url.rstrip("/"), timeout=settings.timeout_s, headers=headers)
+        self.model_id = settings.model
+
+    def budget(self) -> TicketBudget:
+        return TicketBudget(self.settings.ticket_token_budget, self.settings.ticket_cost_budget_usd)
+
+    def complete(self, purpose: str, system: str, user: str, output: type[BaseModel], budget: TicketBudget) -> ModelCall:
+        """A validated structured answer (`.output` is the model's dict), or ApiModelError."""
+        schema = output.model_json_schema()
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        for attempt in range(self.settings.max_reasks + 1):
+            budget.check(self.settings.max_tokens)
+            call, text = self._post(purpose, messages, schema, output.__name__)
+            budget.charge(call)
+            try:
+                parsed = output.model_validate_json(text)
+            except ValidationError as exc:
+                problem = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}" for e in exc.errors())[:500]
+                call.error = f"answer {attempt + 1} rejected: {problem}"
+                log.info("api answer rejected, re-asking", purpose=purpose, attempt=attempt + 1, problem=problem)
+                messages += [
+                    {"role": "assistant", "content": text[:2000]},
+                    {"role": "user", "content": f"That answer is invalid ({problem}). Answer again with JSON matching the schema."},
+                ]
+                continue
+            call.output = parsed.model_dump(mode="json")
+            return call
+        raise ApiUnavailable(f"{self.model_id} gave no valid answer in {self.settings.max_reasks + 1} attempts", list(budget.calls))
+
+    def _post(self, purpose: str, messages: list[dict[str, str]], schema: dict[str, Any], name: str) -> tuple[ModelCall, str]:
+        if self.settings.response_format == "json_schema":
+            response_format = {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
+        else:
+            response_format = {"type": "json_object", "schema": schema}
+        params = {"model": self.settings.model, "temperature": 0.0, "max_tokens": self.settings.max_tokens}
+        body = {**params, "messages": messages, "response_format": response_format}
+        problem = ""
+        for attempt in range(1, self.settings.max_attempts + 1):
+            started = time.perf_counter()
+            wait = min(self.settings.backoff_base_s * 2 ** (attempt - 1), self.settings.max_wait_s)
+            try:
+                response = self.client.post("/chat/completions", json=body)
+            except httpx.TimeoutException:
+                problem = f"timed out after {self.settings.timeout_s}s"
+            except httpx.TransportError as exc:
+                problem = f"cannot reach {self.settings.base_url}: {type(exc).__name__}"
+            else:
+                latency = (time.perf_counter() - started) * 1000
+                if response.status_code == 200:
+                    return self._call(purpose, params, response, latency)
+                problem = f"HTTP {response.status_code}"
+                if response.status_code not in RETRYABLE_STATUS:
+                    raise ApiUnavailable(f"{self.model_id}: {problem} {response.text[:200]!r}")
+                advised = retry_after_s(response)
+                if advised is not None:
+                    if advised > self.settings.max_wait_s:
+                        raise ApiUnavailable(f"{self.model_id}: {problem}, Retry-After {advised:.0f}s exceeds {self.settings.max_wait_s}s")
+                    wait = advised
+            log.info("api call failed", attempt=attempt, problem=problem, retry_in_s=wait)
+            if attempt < self.settings.max_attempts:
+                self.sleep(wait)
+        raise ApiUnavailable(f"{self.model_id}: {problem} after {self.settings.max_attempts} attempts")
+
+    def _call(self, purpose: str, params: dict[str, Any], response: httpx.Response, latency: float) -> tuple[ModelCall, str]:
+        try:
+            data = response.json()
+            text = data["choices"][0]["message"]["content"] or ""
+        except (json.JSONDecodeError, KeyError, IndexError, TypeError):
+            data, text = {}, response.text[:2000]
+        usage = data.get("usage") or {}
+        prompt, completion = int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
+        cost = prompt / 1000 * self.settings.usd_per_1k_prompt_tokens + completion / 1000 * self.settings.usd_per_1k_completion_tokens
+        call = ModelCall(
+            purpose=purpose,
+            model_id=str(data.get("model") or self.model_id),
+            params=params,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            latency_ms=round(latency, 2),
+            cost_usd=round(cost, 6),
+        )
+        return call, text
