@@ -20,9 +20,9 @@ from tools.adapters.okta import OktaAccountLookup, OktaDirectory, OktaPasswordRe
 from tools.adapters.platform_webhook import WebhookEscalationNotifier
 from tools.adapters.zendesk import ZendeskHelpdesk, ZendeskTicketLookup, ZendeskTicketUpdate, zendesk_auth
 from tools.base import Tool
+from tools.embeddings import Embedder, SentenceTransformerEmbedder
 from tools.escalation import EscalateToHuman, EscalationQueue
 from tools.http import HttpService
-from tools.embeddings import Embedder, SentenceTransformerEmbedder
 from tools.knowledge.documents import load_documents
 from tools.knowledge.embedded import EmbeddedIndex
 from tools.knowledge.ranking import RankingConfig

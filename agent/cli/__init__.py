@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from agent.cli import audit_cmd, db_cmd, eval_group, plans_cmd, replay_cmd, run_cmd, tools_cmd
+from agent.cli import audit_cmd, db_cmd, eval_group, eval_retrieval_cmd, ingest_cmd, plans_cmd, replay_cmd, run_cmd, tools_cmd
 from agent.cli.common import State
 
 app = typer.Typer(
@@ -31,6 +31,8 @@ replay_cmd.register(app)
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(db_cmd.app, name="db")
 app.add_typer(eval_group.app, name="eval")
+ingest_cmd.register(app)
+eval_retrieval_cmd.register()
 
 
 def main() -> None:

@@ -15,7 +15,6 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -107,7 +106,7 @@ class EmbeddedIndex:
         self,
         documents: Sequence[Document],
         source: str | None = None,
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> IngestReport:
         """Make the index hold `documents`; with `source`, that source's other documents are removed."""
         with self._write_lock:
@@ -151,14 +150,14 @@ class EmbeddedIndex:
             report.embedded_chunks = len(texts)
             return report
 
-    def _embed(self, texts: list[str], progress: Callable[[int], None] | None) -> np.ndarray:
+    def _embed(self, texts: list[str], progress: Callable[[int, int], None] | None) -> np.ndarray:
         """Embeds in batches (progress after each); an embedder failure aborts before anything is written."""
         batch = 256
         parts = []
         for start in range(0, len(texts), batch):
             parts.append(self.embedder.embed(texts[start:start + batch]))
             if progress:
-                progress(len(parts[-1]))
+                progress(len(parts[-1]), len(texts))
         return np.vstack(parts).astype(np.float32) if parts else np.zeros((0, self.embedder.dim), dtype=np.float32)
 
     def _build_state(self, documents: list[Document], hashes: list[str], chunks: list[Chunk], vectors: np.ndarray) -> _State:

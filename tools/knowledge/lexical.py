@@ -43,8 +43,9 @@ class Bm25:
         return cls(model, len(texts))
 
     def scores(self, query: str) -> np.ndarray:
-        """BM25 score of every row (0 where no query term occurs)."""
-        ids = [self.vocab[t] for t in tokenize(query) if t in self.vocab]
+        """BM25 score of every row (0 where no query term occurs); each query term counts once,
+        as in OpenSearch's `match` query, so a long query's repeated words do not dominate."""
+        ids = [self.vocab[t] for t in dict.fromkeys(tokenize(query)) if t in self.vocab]
         if not ids or self.rows == 0:
             return np.zeros(self.rows, dtype=np.float32)
         return np.asarray(self.model.get_scores(ids), dtype=np.float32)

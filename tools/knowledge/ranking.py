@@ -1,9 +1,10 @@
 """Hybrid ranking of index rows: BM25 and dense scores, candidate pools, fusion.
 
 Rows are chunks; `group_max` lifts row scores to documents (a document scores as its best
-chunk) for document-level retrieval. Long queries (a customer's whole story) are embedded
-as a whole and window by window; a row's dense score is the mean of the whole-query
-similarity and its best window's, so one on-topic sentence is not drowned by the rest.
+chunk) for document-level retrieval. A long query (a customer's whole story) is embedded
+window by window and the windows' mean is the query vector: MiniLM reads only 256 word
+pieces, so embedding the whole story would silently drop its end (measured on
+banking_knowledge dev: nDCG@10 0.267 whole query, 0.307 window mean).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 class RankingConfig:
     fusion: str = "min_max"
     rrf_k: int = 60
-    weights: dict[str, float] = field(default_factory=lambda: {"bm25": 0.5, "dense": 0.5})
+    weights: dict[str, float] = field(default_factory=lambda: {"bm25": 0.4, "dense": 0.6})
     candidates: int = 100
     query_window_tokens: int = 48
 
@@ -51,12 +52,9 @@ def query_windows(query: str, window_tokens: int) -> list[str]:
 
 
 def dense_scores(query: str, vectors: np.ndarray, embedder: Embedder, window_tokens: int) -> np.ndarray:
-    windows = query_windows(query, window_tokens)
-    if len(windows) <= 1:
-        return vectors @ embedder.embed([query])[0]
-    embedded = embedder.embed([query, *windows])
-    similarity = vectors @ embedded.T
-    return 0.5 * similarity[:, 0] + 0.5 * similarity[:, 1:].max(axis=1)
+    windows = query_windows(query, window_tokens) or [query]
+    mean = embedder.embed(windows).mean(axis=0)
+    return vectors @ (mean / (np.linalg.norm(mean) or 1.0))
 
 
 def ranker_scores(query: str, bm25: Bm25 | None, vectors: np.ndarray, embedder: Embedder, config: RankingConfig, mode: str) -> dict[str, np.ndarray]:
