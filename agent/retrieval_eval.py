@@ -72,7 +72,7 @@ def load_dataset(name: str, root: Path | None = None) -> tuple[list[Document], l
             answers = "\n\n".join(a for a in pair["answer"] if isinstance(a, str))
             documents.append(Document(id=doc_id, title=pair["question"], text=f"{pair['question']}\n\n{answers}", source=name))
             # a few paraphrases are placeholders such as "*": no words, nothing to retrieve with
-            queries.extend(Query(q, frozenset({doc_id})) for q in pair["rephr"] if re.search(r"[A-Za-z]{2}", q))
+            queries.extend(Query(q, frozenset({doc_id})) for q in pair["rephr"] if isinstance(q, str) and re.search(r"[A-Za-z]{2}", q))
         return documents, queries
     raise ValueError(f"unknown dataset {name!r} (known: {', '.join(DATASETS)})")
 

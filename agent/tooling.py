@@ -66,7 +66,10 @@ def open_knowledge_index(settings: Settings, embedder: Embedder | None = None) -
     if knowledge.backend == "opensearch":
         from tools.knowledge.opensearch import OpenSearchIndex
 
-        return OpenSearchIndex.from_settings(knowledge, embedder, ranking_config(knowledge))
+        index = OpenSearchIndex.from_settings(knowledge, embedder, ranking_config(knowledge))
+        index.ensure_index()
+        index.ensure_pipeline()
+        return index
     return open_embedded_index(settings.knowledge_path, embedder, knowledge)
 
 

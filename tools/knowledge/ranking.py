@@ -51,10 +51,15 @@ def query_windows(query: str, window_tokens: int) -> list[str]:
     return windows
 
 
-def dense_scores(query: str, vectors: np.ndarray, embedder: Embedder, window_tokens: int) -> np.ndarray:
+def query_vector(query: str, embedder: Embedder, window_tokens: int) -> np.ndarray:
+    """Unit-length mean of the query's window embeddings (the query itself when it is short)."""
     windows = query_windows(query, window_tokens) or [query]
     mean = embedder.embed(windows).mean(axis=0)
-    return vectors @ (mean / (np.linalg.norm(mean) or 1.0))
+    return (mean / (np.linalg.norm(mean) or 1.0)).astype(np.float32)
+
+
+def dense_scores(query: str, vectors: np.ndarray, embedder: Embedder, window_tokens: int) -> np.ndarray:
+    return vectors @ query_vector(query, embedder, window_tokens)
 
 
 def ranker_scores(query: str, bm25: Bm25 | None, vectors: np.ndarray, embedder: Embedder, config: RankingConfig, mode: str) -> dict[str, np.ndarray]:
