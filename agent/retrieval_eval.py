@@ -28,7 +28,7 @@ from agent.tooling import ranking_config
 from tools.embeddings import Embedder
 from tools.knowledge.documents import Document
 from tools.knowledge.embedded import EmbeddedIndex
-from tools.knowledge.ranking import MODES
+from tools.knowledge.ranking import MODES, query_windows
 
 DATASETS = ("banking_knowledge", "stackfaq")
 CUTOFFS = (5, 10, 20)
@@ -152,6 +152,9 @@ def open_eval_index(dataset: str, settings: Settings, embedder: Embedder) -> tup
 
 def evaluate(dataset: str, settings: Settings, embedder: Embedder, modes: Sequence[str] = MODES) -> RetrievalReport:
     index, cached, queries = open_eval_index(dataset, settings, embedder)
+    if "bm25" not in modes or len(modes) > 1:  # embed every query window in large batches, once
+        cached.embed([w for q in queries for w in query_windows(q.text, settings.knowledge.query_window_tokens) or [q.text]])
+        cached.save()
     results = []
     for mode in modes:
         totals: dict[str, float] = {}

@@ -136,6 +136,9 @@ class EmbeddedIndex:
                 chunks.extend(fresh)
                 texts.extend(indexed_text(document, c) for c in fresh)
                 pieces.append(len(fresh))
+            if not (report.added or report.updated or report.removed):
+                report.chunks = len(old.chunks)
+                return report  # nothing changed: keep the current generation as it is
             embedded = self._embed(texts, progress)
             cursor = 0
             for index, piece in enumerate(list(pieces)):

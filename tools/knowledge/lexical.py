@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +15,7 @@ from bm25s.stopwords import STOPWORDS_EN
 
 _WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
 _STOP = frozenset(STOPWORDS_EN)
+logging.getLogger("bm25s").setLevel(logging.WARNING)  # its per-build progress lines are noise in our logs
 
 
 @functools.cache
