@@ -19,7 +19,15 @@ from opensearchpy import OpenSearch
 
 from tests.knowledge_support import DOCS, CountingEmbedder
 from tools.contracts.knowledge import DateRange
-from tools.knowledge.opensearch import OpenSearchIndex, bm25_query, filter_clauses, hybrid_body, index_body, knn_query, pipeline_body
+from tools.knowledge.opensearch import (
+    OpenSearchIndex,
+    bm25_query,
+    filter_clauses,
+    hybrid_body,
+    index_body,
+    knn_query,
+    pipeline_body,
+)
 from tools.knowledge.ranking import RankingConfig
 
 OPENSEARCH_URL = os.environ.get("OPENSEARCH_URL")
