@@ -26,6 +26,7 @@ $(STAMP): pyproject.toml
 bench: install
 	$(BIN)/python -m bench.orchestration
 	$(BIN)/python -m bench.record
+	$(BIN)/python -m bench.retrieval
 
 clean:
 	rm -rf $(VENV) .caseplan
