@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from datetime import date
 
+import pytest
+
+from agent.settings import ConfigError, load_settings
 from tools.knowledge.chunking import chunk_document, count_tokens
 from tools.knowledge.documents import Document, load_documents
 
@@ -102,3 +105,13 @@ def test_content_hash_changes_with_text_or_metadata_only():
     assert base.content_hash == base.model_copy(update={"origin": "two.md"}).content_hash
     assert base.content_hash != base.model_copy(update={"text": "Text!"}).content_hash
     assert base.content_hash != base.model_copy(update={"product": "p"}).content_hash
+
+
+def test_knowledge_settings_come_from_config_and_env_and_bad_values_are_named():
+    settings = load_settings(env={"CASEPLAN__KNOWLEDGE__FUSION": "rrf", "CASEPLAN__KNOWLEDGE__OPENSEARCH__URL": "https://search.example.com:9200"})
+    assert settings.knowledge.fusion == "rrf" and settings.knowledge.opensearch.url == "https://search.example.com:9200"
+    assert (settings.knowledge.bm25_weight, settings.knowledge.dense_weight) == (0.4, 0.6)
+    with pytest.raises(ConfigError, match="overlap_tokens"):
+        load_settings(env={"CASEPLAN__KNOWLEDGE__OVERLAP_TOKENS": "400"})
+    with pytest.raises(ConfigError, match="knowledge.fusion"):
+        load_settings(env={"CASEPLAN__KNOWLEDGE__FUSION": "average"})
