@@ -25,7 +25,7 @@ from tools.contracts.knowledge import FilterValue, Passage
 from tools.embeddings import Embedder
 from tools.knowledge.chunking import Chunk, chunk_document, indexed_text
 from tools.knowledge.documents import Document
-from tools.knowledge.filters import document_mask
+from tools.knowledge.filters import MetadataColumns
 from tools.knowledge.lexical import Bm25
 from tools.knowledge.ranking import RankingConfig, fuse_rows, group_max, rank_rows, ranker_scores
 
@@ -50,6 +50,7 @@ class _State:
     chunk_doc: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     bm25: Bm25 | None = None
+    columns: MetadataColumns = field(default_factory=lambda: MetadataColumns([]))
 
 
 class EmbeddedIndex:
@@ -93,6 +94,7 @@ class EmbeddedIndex:
             chunk_doc=np.array([by_id[c.document_id] for c in chunks], dtype=np.int32),
             vectors=vectors,
             bm25=Bm25.load(generation / "bm25", len(chunks)) if chunks else None,
+            columns=MetadataColumns(documents),
         )
 
     def count(self) -> int:
@@ -173,6 +175,7 @@ class EmbeddedIndex:
             chunk_doc=np.array([by_id[c.document_id] for c in chunks], dtype=np.int32),
             vectors=vectors,
             bm25=Bm25.build(texts) if chunks else None,
+            columns=MetadataColumns(documents),
         )
 
     def _write(self, state: _State) -> None:
@@ -208,7 +211,7 @@ class EmbeddedIndex:
         state = self._state
         if not state.chunks:
             return []
-        allowed = document_mask(state.documents, filters)
+        allowed = state.columns.mask(filters)
         ranked = rank_rows(query, state.bm25, state.vectors, self.embedder, allowed[state.chunk_doc], self.config, mode)
         passages = []
         for row, score, ranks in ranked.top(k):
@@ -239,6 +242,6 @@ class EmbeddedIndex:
         rows = ranker_scores(query, state.bm25, state.vectors, self.embedder, self.config, mode)
         per_document = {name: group_max(values, starts) for name, values in rows.items()}
         docs = state.chunk_doc[starts]
-        allowed = document_mask(state.documents, filters or {})[docs]
+        allowed = state.columns.mask(filters or {})[docs]
         ranked = fuse_rows(per_document, allowed, self.config)
         return [(state.documents[docs[row]].id, score) for row, score, _ in ranked.top(k)]
