@@ -114,6 +114,7 @@ class EmbeddedIndex:
         with self._write_lock:
             old = self._state
             old_rows = {d.id: i for i, d in enumerate(old.documents)}
+            spans = _document_spans(old.chunk_doc)
             incoming = {d.id: d for d in documents}
             report = IngestReport()
             keep = [d for d in old.documents if d.id not in incoming and (source is None or d.source != source)]
@@ -128,9 +129,9 @@ class EmbeddedIndex:
                 hashes.append(digest)
                 row = old_rows.get(document.id)
                 if row is not None and old.hashes[row] == digest:
-                    rows = np.flatnonzero(old.chunk_doc == row)
-                    chunks.extend(old.chunks[i] for i in rows)
-                    pieces.append(old.vectors[rows])
+                    start, end = spans.get(row, (0, 0))
+                    chunks.extend(old.chunks[start:end])
+                    pieces.append(old.vectors[start:end])
                     report.unchanged += document.id in incoming
                     continue
                 (report.updated if row is not None else report.added).append(document.id)
@@ -245,3 +246,12 @@ class EmbeddedIndex:
         allowed = state.columns.mask(filters or {})[docs]
         ranked = fuse_rows(per_document, allowed, self.config)
         return [(state.documents[docs[row]].id, score) for row, score, _ in ranked.top(k)]
+
+
+def _document_spans(chunk_doc: np.ndarray) -> dict[int, tuple[int, int]]:
+    """Row range of each document's chunks (a document's chunks are stored consecutively)."""
+    if not len(chunk_doc):
+        return {}
+    starts = np.flatnonzero(np.diff(chunk_doc, prepend=-1))
+    ends = np.append(starts[1:], len(chunk_doc))
+    return {int(chunk_doc[s]): (int(s), int(e)) for s, e in zip(starts, ends, strict=True)}
