@@ -28,6 +28,7 @@ bench: install
 	$(BIN)/python -m bench.record
 	$(BIN)/python -m bench.service
 	$(BIN)/python -m bench.policies
+	$(BIN)/python -m bench.retrieval
 
 clean:
 	rm -rf $(VENV) .caseplan

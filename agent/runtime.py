@@ -100,10 +100,10 @@ class Runtime:
         store = RunStore(engine, RecordProtection.from_settings(settings, writer=True), migrate=settings.record.auto_migrate)
         ledger = SideEffectLedger(engine)
         sandbox = SandboxStore(make_engine(settings.sandbox_url))
-        registry = registry or build_registry(engine, sandbox, open_knowledge_index(data / "knowledge.db"), settings.tools)
+        embedder = embedder or SentenceTransformerEmbedder(settings.embeddings.model_path, settings.embeddings.batch_size)
+        registry = registry or build_registry(engine, sandbox, open_knowledge_index(settings, embedder), settings.tools)
         catalogue = load_catalogue([Path(p) for p in settings.catalogue.paths], registry)
         policy = PolicyEngine([Path(p) for p in settings.policies.files], registry, catalogue.names(), RateLimiter(engine))
-        embedder = embedder or SentenceTransformerEmbedder(settings.embeddings.model_path, settings.embeddings.batch_size)
         local_model = local_model or LocalModel(settings.local_model)
         api = ApiRouteModel(ApiModel(settings.api_model)) if settings.api_model.base_url else None
         if router is None:

@@ -265,6 +265,39 @@ class ServiceSettings(_Section):
     def _heartbeat_within_lease(self) -> ServiceSettings:
         if self.heartbeat_s >= self.lease_s:
             raise ValueError(f"service.heartbeat_s ({self.heartbeat_s}) must be below service.lease_s ({self.lease_s})")
+class OpenSearchSettings(_Section):
+    """Connection to an OpenSearch cluster (the scale path of knowledge retrieval)."""
+
+    url: WebUrl = "http://127.0.0.1:9200"
+    index: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]*$")] = "caseplan-knowledge"
+    username: str | None = None
+    password_env: EnvVarName = "CASEPLAN_OPENSEARCH_PASSWORD"
+    verify_certs: bool = True
+    ca_certs: str | None = None
+    timeout_s: float = Field(10, gt=0)
+    pipeline: str = "caseplan-hybrid"
+    native_hybrid: bool = True  # false: client-side fusion (clusters without the neural-search plugin)
+    bulk_retries: int = Field(3, ge=0, le=10)
+
+
+class KnowledgeSettings(_Section):
+    """Knowledge retrieval: chunking, the hybrid ranking, and which backend holds the index."""
+
+    backend: Literal["embedded", "opensearch"] = "embedded"
+    chunk_tokens: int = Field(300, ge=32, le=2000)
+    overlap_tokens: int = Field(50, ge=0)
+    fusion: Literal["rrf", "min_max"] = "min_max"
+    rrf_k: int = Field(60, ge=1)
+    bm25_weight: float = Field(0.4, ge=0)  # min_max weights, tuned on banking_knowledge dev
+    dense_weight: float = Field(0.6, ge=0)
+    candidates: int = Field(100, ge=1, le=10000)  # per ranker, before fusion
+    query_window_tokens: int = Field(48, ge=8)  # longer queries are also embedded sentence window by window
+    opensearch: OpenSearchSettings = OpenSearchSettings()
+
+    @model_validator(mode="after")
+    def _overlap_below_chunk(self) -> KnowledgeSettings:
+        if self.overlap_tokens >= self.chunk_tokens:
+            raise ValueError(f"overlap_tokens ({self.overlap_tokens}) must be below chunk_tokens ({self.chunk_tokens})")
         return self
 
 
@@ -290,6 +323,7 @@ class Settings(_Section):
     record: RecordSettings = RecordSettings()
     evals: EvalSettings = EvalSettings()
     service: ServiceSettings = ServiceSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
 
     @model_validator(mode="after")
     def _http_timeouts_fit_in_a_step(self) -> Settings:
@@ -319,6 +353,8 @@ class Settings(_Section):
     @property
     def evals_path(self) -> Path:
         return self.data_path / "evals"
+    def knowledge_path(self) -> Path:
+        return self.data_path / "knowledge"
 
     @property
     def vault_key_path(self) -> Path:

@@ -15,16 +15,18 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from agent.db import make_engine
-from agent.settings import ConfigError, Settings, ToolSettings
+from agent.settings import ConfigError, KnowledgeSettings, Settings, ToolSettings
 from tools.adapters.okta import OktaAccountLookup, OktaDirectory, OktaPasswordReset, OktaVerifyIdentity, okta_auth
 from tools.adapters.platform_webhook import WebhookEscalationNotifier
 from tools.adapters.zendesk import ZendeskHelpdesk, ZendeskTicketLookup, ZendeskTicketUpdate, zendesk_auth
 from tools.base import Tool
+from tools.embeddings import Embedder, SentenceTransformerEmbedder
 from tools.escalation import EscalateToHuman, EscalationQueue
 from tools.http import HttpService
-from tools.knowledge.documents import parse_markdown
-from tools.knowledge.fts import FtsIndex
-from tools.knowledge.tool import KnowledgeSearch
+from tools.knowledge.documents import load_documents
+from tools.knowledge.embedded import EmbeddedIndex
+from tools.knowledge.ranking import RankingConfig
+from tools.knowledge.tool import KnowledgeSearch, SearchBackend
 from tools.registry import ToolRegistry
 from tools.sandbox.helpdesk import SandboxTicketLookup, SandboxTicketUpdate
 from tools.sandbox.identity import SandboxAccountLookup, SandboxPasswordReset, SandboxVerifyIdentity
@@ -35,12 +37,40 @@ from tools.webhooks import WebhookSender
 DEMO_KB = Path(__file__).resolve().parent.parent / "tools" / "sandbox" / "demo_kb"
 
 
-def open_knowledge_index(path: Path) -> FtsIndex:
-    """The embedded index; an empty one is filled with the demo knowledge base."""
-    index = FtsIndex(path)
+def ranking_config(knowledge: KnowledgeSettings) -> RankingConfig:
+    return RankingConfig(
+        fusion=knowledge.fusion,
+        rrf_k=knowledge.rrf_k,
+        weights={"bm25": knowledge.bm25_weight, "dense": knowledge.dense_weight},
+        candidates=knowledge.candidates,
+        query_window_tokens=knowledge.query_window_tokens,
+    )
+
+
+def open_embedded_index(folder: Path, embedder: Embedder | None = None, knowledge: KnowledgeSettings | None = None) -> EmbeddedIndex:
+    """The embedded index in `folder`; an empty one is filled with the demo knowledge base."""
+    knowledge = knowledge or KnowledgeSettings()
+    index = EmbeddedIndex(
+        folder, embedder or SentenceTransformerEmbedder(), ranking_config(knowledge), knowledge.chunk_tokens, knowledge.overlap_tokens
+    )
     if index.count() == 0:
-        index.replace_all(section for doc in sorted(DEMO_KB.glob("*.md")) for section in parse_markdown(doc))
+        documents, _ = load_documents([DEMO_KB], source="demo")
+        index.ingest(documents, source="demo")
     return index
+
+
+def open_knowledge_index(settings: Settings, embedder: Embedder | None = None) -> SearchBackend:
+    """The backend `knowledge.backend` names: the embedded index, or an OpenSearch index."""
+    knowledge = settings.knowledge
+    embedder = embedder or SentenceTransformerEmbedder(settings.embeddings.model_path, settings.embeddings.batch_size)
+    if knowledge.backend == "opensearch":
+        from tools.knowledge.opensearch import OpenSearchIndex
+
+        index = OpenSearchIndex.from_settings(knowledge, embedder, ranking_config(knowledge))
+        index.ensure_index()
+        index.ensure_pipeline()
+        return index
+    return open_embedded_index(settings.knowledge_path, embedder, knowledge)
 
 
 def _secret(env: Mapping[str, str], variable: str, setting: str) -> str:
@@ -102,7 +132,7 @@ def _adapter_tools(engine: Engine, sandbox: SandboxStore, config: ToolSettings, 
 def build_registry(
     engine: Engine,
     sandbox: SandboxStore,
-    knowledge: FtsIndex,
+    knowledge: SearchBackend,
     tools: ToolSettings | None = None,
     env: Mapping[str, str] | None = None,
 ) -> ToolRegistry:
@@ -117,6 +147,6 @@ def registry_from_settings(settings: Settings) -> ToolRegistry:
     return build_registry(
         make_engine(settings.database_url),
         SandboxStore(make_engine(settings.sandbox_url)),
-        open_knowledge_index(settings.data_path / "knowledge.db"),
+        open_knowledge_index(settings),
         settings.tools,
     )

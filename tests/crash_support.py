@@ -95,7 +95,7 @@ def build(root: Path, hard: bool = False) -> Runtime:
     )
     engine = make_engine(settings.database_url)
     sandbox = SandboxStore(make_engine(settings.sandbox_url))
-    registry = build_registry(engine, sandbox, open_knowledge_index(settings.data_path / "knowledge.db"))
+    registry = build_registry(engine, sandbox, open_knowledge_index(settings))
     registry.register(CrashOnce(root / "crashed.marker", hard))
     runtime = Runtime.build(settings, registry=registry, router=FixedRouter())
     seed_demo(runtime.sandbox)

@@ -86,7 +86,7 @@ def build_runtime(
         settings.data_path.mkdir(parents=True, exist_ok=True)
         engine = make_engine(settings.database_url)
         sandbox = SandboxStore(make_engine(settings.sandbox_url))
-        registry = build_registry(engine, sandbox, open_knowledge_index(settings.data_path / "knowledge.db"), settings.tools)
+        registry = build_registry(engine, sandbox, open_knowledge_index(settings), settings.tools)
         for tool in extra_tools:
             registry.register(tool)
     runtime = Runtime.build(settings, router=FixedRouter(template), registry=registry)

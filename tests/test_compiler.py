@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent.db import make_engine
-from agent.tooling import build_registry, open_knowledge_index
+from agent.tooling import build_registry, open_embedded_index
 from plans.catalogue import load_catalogue
 from plans.compiler import CompileError, compile_plan
 from tools.sandbox.store import SandboxStore
@@ -16,7 +16,7 @@ def catalogue_and_registry(tmp_path):
     registry = build_registry(
         make_engine(f"sqlite:///{tmp_path / 'r.db'}"),
         SandboxStore(make_engine(f"sqlite:///{tmp_path / 's.db'}")),
-        open_knowledge_index(tmp_path / "k.db"),
+        open_embedded_index(tmp_path / "knowledge"),
     )
     return load_catalogue([], registry), registry
 

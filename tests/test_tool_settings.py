@@ -9,7 +9,7 @@ import pytest
 
 from agent.db import make_engine
 from agent.settings import ConfigError, load_settings
-from agent.tooling import build_registry, open_knowledge_index
+from agent.tooling import build_registry, open_embedded_index
 from tools.sandbox.store import SandboxStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -20,7 +20,7 @@ SECRETS = {"ZENDESK_API_TOKEN": "zd", "OKTA_API_TOKEN": "okta", "CASEPLAN_WEBHOO
 def registry(settings, tmp_path, env):
     engine = make_engine(f"sqlite:///{tmp_path / 'record.db'}")
     sandbox = SandboxStore(make_engine(f"sqlite:///{tmp_path / 'sandbox.db'}"))
-    return build_registry(engine, sandbox, open_knowledge_index(tmp_path / "knowledge.db"), settings.tools, env)
+    return build_registry(engine, sandbox, open_embedded_index(tmp_path / "knowledge"), settings.tools, env)
 
 
 def adapters(reg) -> dict[str, str]:

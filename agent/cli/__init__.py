@@ -8,8 +8,10 @@ from agent.cli import (
     audit_cmd,
     db_cmd,
     eval_group,
+    eval_retrieval_cmd,
     eval_routing_cmd,  # noqa: F401  (registers `eval routing` on eval_group.app)
     eval_run_cmd,  # noqa: F401  (registers `eval run|label|harvest|suites` on eval_group.app)
+    ingest_cmd,
     plans_cmd,
     policies_cmd,
     replay_cmd,
@@ -47,6 +49,8 @@ app.add_typer(db_cmd.app, name="db")
 policies_cmd.register(app)
 app.add_typer(eval_group.app, name="eval")
 service_cmd.register(app)
+ingest_cmd.register(app)
+eval_retrieval_cmd.register()
 
 
 def main() -> None:

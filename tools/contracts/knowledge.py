@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, model_validator
 
 from tools.base import ToolModel
 
-FilterValue = str | list[str]
+# Fields a filter may name; anything else is refused with the field's name.
+FILTER_FIELDS = ("document_id", "source", "product", "category", "updated")
+
+
+class DateRange(ToolModel):
+    """Inclusive bounds on a date field (`updated`); either side may be open."""
+
+    gte: date | None = None
+    lte: date | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DateRange:
+        if self.gte is None and self.lte is None:
+            raise ValueError("a date range needs gte, lte or both")
+        if self.gte and self.lte and self.gte > self.lte:
+            raise ValueError(f"date range is empty: gte {self.gte} is after lte {self.lte}")
+        return self
+
+
+FilterValue = str | list[str] | DateRange
 
 
 class KnowledgeSearchInput(ToolModel):
@@ -16,17 +36,27 @@ class KnowledgeSearchInput(ToolModel):
     filters: dict[str, FilterValue] = {}
     k: int = Field(5, ge=1, le=50)
 
+    @model_validator(mode="after")
+    def _known_filters(self) -> KnowledgeSearchInput:
+        unknown = sorted(set(self.filters) - set(FILTER_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown filter field(s) {', '.join(unknown)} (known: {', '.join(FILTER_FIELDS)})")
+        for name, value in self.filters.items():
+            if isinstance(value, DateRange) != (name == "updated"):
+                raise ValueError(f"filter {name!r}: " + ("use {gte, lte} dates" if name == "updated" else "use a value or a list of values"))
+        return self
+
 
 class Passage(ToolModel):
-    citation_id: str
+    citation_id: str  # "<document id>#<start>-<end>": character span in the document's text
     document_id: str
     title: str
     section: str
     text: str
     start: int
     end: int
-    score: float
-    ranks: dict[str, int | None] = {}
+    score: float  # fused score (what the passages are ordered by)
+    ranks: dict[str, int | None] = {}  # each sub-ranker's rank of this passage; None: not in its candidates
 
 
 class KnowledgeSearchOutput(ToolModel):

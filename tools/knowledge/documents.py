@@ -1,60 +1,238 @@
-"""Markdown documents with front matter, split into sections that keep their heading path."""
+"""Reading knowledge documents: Markdown (front matter), HTML, plain text and JSONL.
+
+Every format becomes the same `Document` (Markdown-style headings in `text`), so one
+chunker serves them all. A file that cannot be used yields a `LoadProblem` naming it and
+the others carry on.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from datetime import date
+from html.parser import HTMLParser
 from pathlib import Path
 
 import yaml
+from pydantic import BaseModel, ConfigDict
 
-_FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.DOTALL)
-_HEADING = re.compile(r"^(#{1,6})\s+(.*)$", re.MULTILINE)
+SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html", ".txt": "text", ".jsonl": "jsonl"}
+# Metadata the index keeps as filterable fields; anything else stays in `extra`.
+METADATA_ALIASES = {
+    "product": "product",
+    "product_line": "product",
+    "category": "category",
+    "error_category": "category",
+    "error_code_category": "category",
+    "updated": "updated",
+    "last_updated": "updated",
+    "date": "updated",
+}
+_FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
 
 
-@dataclass(frozen=True)
-class Section:
-    document_id: str
+class Document(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
     title: str
-    section: str
     text: str
-    start: int
-    end: int
-    metadata: dict[str, str] = field(default_factory=dict)
+    source: str
+    product: str | None = None
+    category: str | None = None
+    updated: date | None = None
+    origin: str = ""  # file (and line) it came from, for messages
+
+    @property
+    def content_hash(self) -> str:
+        """Changes whenever anything the index stores for this document changes."""
+        payload = json.dumps(self.model_dump(mode="json", exclude={"origin"}), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def parse_markdown(path: Path) -> list[Section]:
-    """Split one Markdown file into sections; offsets index into the body after front matter."""
-    raw = path.read_text(encoding="utf-8")
-    meta: dict[str, str] = {}
+class LoadProblem(BaseModel):
+    origin: str
+    message: str
+
+
+def _metadata(raw: dict[str, object], origin: str) -> tuple[dict[str, object], list[LoadProblem]]:
+    fields: dict[str, object] = {}
+    problems: list[LoadProblem] = []
+    for key, value in raw.items():
+        name = METADATA_ALIASES.get(str(key).lower())
+        if name is None or value in (None, ""):
+            continue
+        if name == "updated":
+            try:
+                value = value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+            except ValueError:
+                problems.append(LoadProblem(origin=origin, message=f"field {key!r}: {value!r} is not an ISO date; ignored"))
+                continue
+        else:
+            value = str(value)
+        fields[name] = value
+    return fields, problems
+
+
+def _read_text(path: Path) -> str:
+    """UTF-8 text; binary (NUL bytes) or undecodable files raise ValueError."""
+    data = path.read_bytes()
+    if b"\x00" in data[:8192]:
+        raise ValueError("binary file (NUL bytes)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+class _HtmlText(HTMLParser):
+    """Visible text with headings turned into Markdown headings; scripts and styles dropped."""
+
+    _BLOCKS = {"p", "div", "li", "br", "tr", "section", "article", "pre", "blockquote", "table", "ul", "ol"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.title = ""
+        self._skip = 0
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style", "noscript"):
+            self._skip += 1
+        elif tag == "title":
+            self._in_title = True
+        elif re.fullmatch(r"h[1-6]", tag):
+            self.parts.append("\n\n" + "#" * int(tag[1]) + " ")
+        elif tag in self._BLOCKS:
+            self.parts.append("\n\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style", "noscript"):
+            self._skip = max(0, self._skip - 1)
+        elif tag == "title":
+            self._in_title = False
+        elif re.fullmatch(r"h[1-6]", tag) or tag in self._BLOCKS:
+            self.parts.append("\n\n")
+
+    def handle_data(self, data: str) -> None:
+        if self._skip:
+            return
+        if self._in_title:
+            self.title += data
+            return
+        self.parts.append(re.sub(r"\s+", " ", data))
+
+    def text(self) -> str:
+        joined = "".join(self.parts)
+        lines = [line.strip() for line in joined.split("\n")]
+        return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def _markdown(path: Path, raw: str, source: str) -> Iterator[Document | LoadProblem]:
+    meta: dict[str, object] = {}
     match = _FRONT_MATTER.match(raw)
     if match:
-        meta = {str(k): str(v) for k, v in (yaml.safe_load(match.group(1)) or {}).items()}
+        try:
+            loaded = yaml.safe_load(match.group(1)) or {}
+        except yaml.YAMLError as exc:
+            yield LoadProblem(origin=str(path), message=f"front matter is not valid YAML ({exc.__class__.__name__})")
+            return
+        meta = loaded if isinstance(loaded, dict) else {}
         raw = raw[match.end():]
-    document_id = meta.pop("id", path.stem)
-    title = meta.pop("title", path.stem.replace("-", " "))
-    headings = list(_HEADING.finditer(raw))
-    sections: list[Section] = []
-    path_stack: list[tuple[int, str]] = []
-    for index, heading in enumerate(headings):
-        level, name = len(heading.group(1)), heading.group(2).strip()
-        path_stack = [item for item in path_stack if item[0] < level] + [(level, name)]
-        body_start = heading.end()
-        body_end = headings[index + 1].start() if index + 1 < len(headings) else len(raw)
-        body = raw[body_start:body_end]
-        text = body.strip()
-        if not text:
+    yield from _document(str(path), meta, raw, source, default_id=path.stem, default_title=_first_heading(raw) or path.stem)
+
+
+def _first_heading(text: str) -> str | None:
+    found = re.search(r"^#\s+(.+)$", text, re.MULTILINE)
+    return found.group(1).strip() if found else None
+
+
+def _document(
+    origin: str, meta: dict[str, object], text: str, source: str, *, default_id: str | None, default_title: str
+) -> Iterator[Document | LoadProblem]:
+    doc_id = str(meta.get("id") or default_id or "").strip()
+    if not doc_id:
+        yield LoadProblem(origin=origin, message="document has no id; skipped")
+        return
+    if not text.strip():
+        yield LoadProblem(origin=origin, message=f"document {doc_id!r} is empty; skipped")
+        return
+    fields, problems = _metadata(meta, origin)
+    yield from problems
+    title = str(meta.get("title") or default_title).strip()
+    yield Document(id=doc_id, title=title, text=text.strip("\n"), source=str(meta.get("source") or source), origin=origin, **fields)
+
+
+def _jsonl(path: Path, raw: str, source: str) -> Iterator[Document | LoadProblem]:
+    for number, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
             continue
-        start = body_start + body.index(text)
-        sections.append(
-            Section(
-                document_id=document_id,
-                title=title,
-                section=" > ".join(name for _, name in path_stack),
-                text=text,
-                start=start,
-                end=start + len(text),
-                metadata=meta,
-            )
-        )
-    return sections
+        origin = f"{path}:{number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield LoadProblem(origin=origin, message=f"not valid JSON ({exc.msg}); skipped")
+            continue
+        if not isinstance(record, dict):
+            yield LoadProblem(origin=origin, message="a JSONL line must be an object {id, title, content, ...}; skipped")
+            continue
+        content = record.get("content", record.get("text", ""))
+        if not isinstance(content, str):
+            yield LoadProblem(origin=origin, message="field 'content' must be a string; skipped")
+            continue
+        yield from _document(origin, record, content, source, default_id=None, default_title=str(record.get("id") or ""))
+
+
+def load_file(path: Path, source: str) -> Iterator[Document | LoadProblem]:
+    """Documents from one file, or the problems that kept them out."""
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        yield LoadProblem(origin=str(path), message=f"unsupported file type {path.suffix or '(none)'!r}; skipped")
+        return
+    try:
+        raw = _read_text(path)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        yield LoadProblem(origin=str(path), message=f"cannot read: {reason}; skipped")
+        return
+    if kind == "markdown":
+        yield from _markdown(path, raw, source)
+    elif kind == "jsonl":
+        yield from _jsonl(path, raw, source)
+    elif kind == "html":
+        parser = _HtmlText()
+        parser.feed(raw)
+        yield from _document(str(path), {}, parser.text(), source, default_id=path.stem, default_title=parser.title.strip() or path.stem)
+    else:
+        first = raw.strip().splitlines()[0] if raw.strip() else ""
+        yield from _document(str(path), {}, raw, source, default_id=path.stem, default_title=first[:120] or path.stem)
+
+
+def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """Files named directly, and supported files under named folders (sorted, recursive)."""
+    for path in paths:
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+        else:
+            yield path
+
+
+def load_documents(paths: Iterable[Path], source: str) -> tuple[list[Document], list[LoadProblem]]:
+    """All usable documents under `paths`; a repeated id keeps the first and reports the rest."""
+    documents: dict[str, Document] = {}
+    problems: list[LoadProblem] = []
+    for path in iter_files(paths):
+        if not path.exists():
+            problems.append(LoadProblem(origin=str(path), message="no such file or folder"))
+            continue
+        for item in load_file(path, source):
+            if isinstance(item, LoadProblem):
+                problems.append(item)
+            elif item.id in documents:
+                problems.append(LoadProblem(origin=item.origin, message=f"duplicate document id {item.id!r} (first in {documents[item.id].origin}); skipped"))
+            else:
+                documents[item.id] = item
+    return list(documents.values()), problems

@@ -16,7 +16,7 @@ class SearchBackend(Protocol):
 
 class KnowledgeSearch(Tool[KnowledgeSearchInput, KnowledgeSearchOutput]):
     name = "knowledge_search"
-    description = "Search the support knowledge base; passages come back with citation ids."
+    description = "Search the support knowledge base (BM25 + dense, fused); passages come back with citation ids."
     input_model = KnowledgeSearchInput
     output_model = KnowledgeSearchOutput
     side_effects = False

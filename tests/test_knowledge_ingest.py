@@ -1,0 +1,117 @@
+"""Reading and chunking knowledge documents: formats, metadata, spans, and bad input."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pytest
+
+from agent.settings import ConfigError, load_settings
+from tools.knowledge.chunking import chunk_document, count_tokens
+from tools.knowledge.documents import Document, load_documents
+
+ARTICLE = """---
+id: kb-refunds
+title: Refunds
+product: payments
+category: billing
+updated: 2026-05-02
+---
+# Refunds
+
+## Timing
+Refunds reach the card within five business days. Bank holidays can add a day.
+
+## Partial refunds
+A partial refund is issued when only some items come back. The rest of the order stays charged.
+"""
+
+
+def test_markdown_front_matter_becomes_metadata_and_sections_keep_heading_paths(tmp_path):
+    (tmp_path / "refunds.md").write_text(ARTICLE)
+    [doc], problems = load_documents([tmp_path], "help")
+    assert problems == []
+    assert (doc.id, doc.title, doc.product, doc.category, doc.updated, doc.source) == (
+        "kb-refunds", "Refunds", "payments", "billing", date(2026, 5, 2), "help"
+    )
+    chunks = chunk_document(doc, max_tokens=300, overlap_tokens=50)
+    assert [c.section for c in chunks] == ["Refunds > Timing", "Refunds > Partial refunds"]
+    for chunk in chunks:  # the citation span is exactly the passage
+        assert doc.text[chunk.start:chunk.end] == chunk.text
+        assert chunk.citation_id == f"kb-refunds#{chunk.start}-{chunk.end}"
+
+
+def test_html_jsonl_and_text_are_read_with_their_ids_and_titles(tmp_path):
+    (tmp_path / "page.html").write_text(
+        "<html><head><title>Shipping</title><script>var x=1;</script></head>"
+        "<body><h1>Shipping</h1><h2>Times</h2><p>Parcels take three days.</p></body></html>"
+    )
+    (tmp_path / "kb.jsonl").write_text(
+        json.dumps({"id": "j1", "title": "Cards", "content": "## Limits\nDaily limit is 500.", "product_line": "cards"}) + "\n"
+    )
+    (tmp_path / "note.txt").write_text("Opening hours\nWe open at nine.")
+    docs, problems = load_documents([tmp_path], "s")
+    by_id = {d.id: d for d in docs}
+    assert problems == []
+    assert by_id["page"].title == "Shipping" and "var x" not in by_id["page"].text
+    assert [c.section for c in chunk_document(by_id["page"])] == ["Shipping > Times"]
+    assert by_id["j1"].product == "cards" and by_id["j1"].title == "Cards"
+    assert by_id["note"].title == "Opening hours"
+
+
+def test_bad_files_warn_by_name_and_the_rest_still_load(tmp_path):
+    (tmp_path / "good.md").write_text("# Ok\n\nFine text.")
+    (tmp_path / "binary.txt").write_bytes(b"\x00\x01\x02abc")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (tmp_path / "empty.md").write_text("   \n")
+    (tmp_path / "kb.jsonl").write_text('{"title": "no id", "content": "x"}\nnot json\n{"id": "ok", "content": "Text here."}\n')
+    (tmp_path / "bad-date.md").write_text("---\nid: d\nupdated: yesterday\n---\nSome words.")
+    docs, problems = load_documents([tmp_path, tmp_path / "missing.md"], "s")
+    assert sorted(d.id for d in docs) == ["d", "good", "ok"]
+    messages = {p.origin.rsplit("/", 1)[-1]: p.message for p in problems}
+    assert "binary" in messages["binary.txt"]
+    assert "not UTF-8" in messages["latin1.txt"]
+    assert "empty" in messages["empty.md"]
+    assert "no id" in messages["kb.jsonl:1"] and "not valid JSON" in messages["kb.jsonl:2"]
+    assert "not an ISO date" in messages["bad-date.md"]
+    assert "no such file" in messages["missing.md"]
+
+
+def test_chunks_respect_the_token_bound_overlap_by_whole_sentences_and_never_cut_one():
+    sentences = [f"Sentence number {i} talks about topic {i} in some detail here." for i in range(40)]
+    doc = Document(id="long", title="Long", text="## Part\n" + " ".join(sentences), source="s")
+    chunks = chunk_document(doc, max_tokens=60, overlap_tokens=15)
+    assert len(chunks) > 5
+    for chunk in chunks:
+        assert count_tokens(chunk.text) <= 60
+        assert chunk.text.startswith("Sentence number") and chunk.text.endswith(".")
+    for before, after in zip(chunks, chunks[1:], strict=False):
+        assert after.start < before.end  # overlap
+        assert doc.text[after.start:before.end].strip().endswith(".")  # ... of whole sentences
+    covered = " ".join(c.text for c in chunks)
+    assert all(s in covered for s in sentences)
+
+
+def test_a_sentence_longer_than_the_bound_is_kept_whole():
+    long_sentence = "word " * 120 + "end."
+    doc = Document(id="x", title="X", text=f"Short one. {long_sentence} Another short one.", source="s")
+    chunks = chunk_document(doc, max_tokens=50, overlap_tokens=10)
+    assert any(c.text == long_sentence.strip() for c in chunks)
+
+
+def test_content_hash_changes_with_text_or_metadata_only():
+    base = Document(id="a", title="A", text="Text.", source="s", origin="one.md")
+    assert base.content_hash == base.model_copy(update={"origin": "two.md"}).content_hash
+    assert base.content_hash != base.model_copy(update={"text": "Text!"}).content_hash
+    assert base.content_hash != base.model_copy(update={"product": "p"}).content_hash
+
+
+def test_knowledge_settings_come_from_config_and_env_and_bad_values_are_named():
+    settings = load_settings(env={"CASEPLAN__KNOWLEDGE__FUSION": "rrf", "CASEPLAN__KNOWLEDGE__OPENSEARCH__URL": "https://search.example.com:9200"})
+    assert settings.knowledge.fusion == "rrf" and settings.knowledge.opensearch.url == "https://search.example.com:9200"
+    assert (settings.knowledge.bm25_weight, settings.knowledge.dense_weight) == (0.4, 0.6)
+    with pytest.raises(ConfigError, match="overlap_tokens"):
+        load_settings(env={"CASEPLAN__KNOWLEDGE__OVERLAP_TOKENS": "400"})
+    with pytest.raises(ConfigError, match="knowledge.fusion"):
+        load_settings(env={"CASEPLAN__KNOWLEDGE__FUSION": "average"})

@@ -1,0 +1,257 @@
+"""The embedded knowledge index: BM25 + exact dense vectors + metadata filters, on local disk.
+
+Each ingest writes a complete new generation folder (chunks, vectors, BM25) and then
+switches the `CURRENT` pointer with one atomic rename, so a failed or interrupted ingest
+leaves the previous index untouched. Unchanged documents (same content hash) keep their
+chunks and vectors; only new or changed ones are chunked and embedded again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import structlog
+from pydantic import BaseModel
+
+from tools.contracts.knowledge import FilterValue, Passage
+from tools.embeddings import Embedder
+from tools.knowledge.chunking import Chunk, chunk_document, indexed_text
+from tools.knowledge.documents import Document
+from tools.knowledge.filters import MetadataColumns
+from tools.knowledge.lexical import Bm25
+from tools.knowledge.ranking import RankingConfig, fuse_rows, group_max, rank_rows, ranker_scores
+
+log = structlog.get_logger(__name__)
+FORMAT = 1
+
+
+class IngestReport(BaseModel):
+    added: list[str] = []
+    updated: list[str] = []
+    unchanged: int = 0
+    removed: list[str] = []
+    chunks: int = 0
+    embedded_chunks: int = 0
+
+
+@dataclass
+class _State:
+    documents: list[Document] = field(default_factory=list)
+    hashes: list[str] = field(default_factory=list)
+    chunks: list[Chunk] = field(default_factory=list)
+    chunk_doc: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+    bm25: Bm25 | None = None
+    columns: MetadataColumns = field(default_factory=lambda: MetadataColumns([]))
+
+
+class EmbeddedIndex:
+    """Hybrid search over one folder; safe to share between threads (searches read a snapshot)."""
+
+    backend_name = "embedded"
+
+    def __init__(self, folder: Path, embedder: Embedder, config: RankingConfig | None = None, chunk_tokens: int = 300, overlap_tokens: int = 50) -> None:
+        self.folder = folder
+        self.embedder = embedder
+        self.config = config or RankingConfig()
+        self.chunk_tokens = chunk_tokens
+        self.overlap_tokens = overlap_tokens
+        self._write_lock = threading.Lock()
+        self._state = self._load()
+
+    # ---- reading -------------------------------------------------------------------------
+    def _current(self) -> Path | None:
+        pointer = self.folder / "CURRENT"
+        if not pointer.exists():
+            return None
+        generation = self.folder / pointer.read_text().strip()
+        return generation if generation.is_dir() else None
+
+    def _load(self) -> _State:
+        generation = self._current()
+        if generation is None:
+            return _State()
+        meta = json.loads((generation / "index.json").read_text())
+        if meta.get("format") != FORMAT or meta.get("model_id") != self.embedder.model_id:
+            log.warning("knowledge.index_incompatible", folder=str(generation), model=meta.get("model_id"))
+            return _State()
+        documents = [Document.model_validate(d) for d in meta["documents"]]
+        chunks = [Chunk(**c) for c in meta["chunks"]]
+        by_id = {d.id: i for i, d in enumerate(documents)}
+        vectors = np.load(generation / "vectors.npy")
+        return _State(
+            documents=documents,
+            hashes=meta["hashes"],
+            chunks=chunks,
+            chunk_doc=np.array([by_id[c.document_id] for c in chunks], dtype=np.int32),
+            vectors=vectors,
+            bm25=Bm25.load(generation / "bm25", len(chunks)) if chunks else None,
+            columns=MetadataColumns(documents),
+        )
+
+    def count(self) -> int:
+        return len(self._state.chunks)
+
+    def documents(self) -> list[Document]:
+        return list(self._state.documents)
+
+    # ---- writing -------------------------------------------------------------------------
+    def ingest(
+        self,
+        documents: Sequence[Document],
+        source: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> IngestReport:
+        """Make the index hold `documents`; with `source`, that source's other documents are removed."""
+        with self._write_lock:
+            old = self._state
+            old_rows = {d.id: i for i, d in enumerate(old.documents)}
+            spans = _document_spans(old.chunk_doc)
+            incoming = {d.id: d for d in documents}
+            report = IngestReport()
+            keep = [d for d in old.documents if d.id not in incoming and (source is None or d.source != source)]
+            report.removed = sorted(d.id for d in old.documents if d.id not in incoming and source is not None and d.source == source)
+            final = keep + list(incoming.values())
+            chunks: list[Chunk] = []
+            pieces: list[np.ndarray | int] = []  # per document: kept vectors, or how many chunks to embed
+            texts: list[str] = []
+            hashes: list[str] = []
+            for document in final:
+                digest = document.content_hash
+                hashes.append(digest)
+                row = old_rows.get(document.id)
+                if row is not None and old.hashes[row] == digest:
+                    start, end = spans.get(row, (0, 0))
+                    chunks.extend(old.chunks[start:end])
+                    pieces.append(old.vectors[start:end])
+                    report.unchanged += document.id in incoming
+                    continue
+                (report.updated if row is not None else report.added).append(document.id)
+                fresh = chunk_document(document, self.chunk_tokens, self.overlap_tokens)
+                chunks.extend(fresh)
+                texts.extend(indexed_text(document, c) for c in fresh)
+                pieces.append(len(fresh))
+            if not (report.added or report.updated or report.removed):
+                report.chunks = len(old.chunks)
+                return report  # nothing changed: keep the current generation as it is
+            embedded = self._embed(texts, progress)
+            cursor = 0
+            for index, piece in enumerate(list(pieces)):
+                if isinstance(piece, int):
+                    pieces[index] = embedded[cursor:cursor + piece]
+                    cursor += piece
+            vectors = np.vstack(pieces) if pieces else np.zeros((0, self.embedder.dim), dtype=np.float32)
+            state = self._build_state(final, hashes, chunks, vectors.astype(np.float32, copy=False))
+            self._write(state)
+            self._state = state
+            report.chunks = len(chunks)
+            report.embedded_chunks = len(texts)
+            return report
+
+    def _embed(self, texts: list[str], progress: Callable[[int, int], None] | None) -> np.ndarray:
+        """Embeds in batches (progress after each); an embedder failure aborts before anything is written."""
+        batch = 256
+        parts = []
+        for start in range(0, len(texts), batch):
+            parts.append(self.embedder.embed(texts[start:start + batch]))
+            if progress:
+                progress(len(parts[-1]), len(texts))
+        return np.vstack(parts).astype(np.float32) if parts else np.zeros((0, self.embedder.dim), dtype=np.float32)
+
+    def _build_state(self, documents: list[Document], hashes: list[str], chunks: list[Chunk], vectors: np.ndarray) -> _State:
+        by_id = {d.id: i for i, d in enumerate(documents)}
+        texts = [indexed_text(documents[by_id[c.document_id]], c) for c in chunks]
+        return _State(
+            documents=documents,
+            hashes=hashes,
+            chunks=chunks,
+            chunk_doc=np.array([by_id[c.document_id] for c in chunks], dtype=np.int32),
+            vectors=vectors,
+            bm25=Bm25.build(texts) if chunks else None,
+            columns=MetadataColumns(documents),
+        )
+
+    def _write(self, state: _State) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = f"gen-{uuid.uuid4().hex[:12]}"
+        generation = self.folder / name
+        generation.mkdir()
+        try:
+            meta = {
+                "format": FORMAT,
+                "model_id": self.embedder.model_id,
+                "documents": [d.model_dump(mode="json") for d in state.documents],
+                "hashes": state.hashes,
+                "chunks": [c.__dict__ for c in state.chunks],
+            }
+            (generation / "index.json").write_text(json.dumps(meta))
+            np.save(generation / "vectors.npy", state.vectors)
+            if state.bm25 is not None:
+                state.bm25.save(generation / "bm25")
+            pointer = self.folder / f"CURRENT.{name}"
+            pointer.write_text(name)
+            os.replace(pointer, self.folder / "CURRENT")  # the commit point
+        except BaseException:
+            shutil.rmtree(generation, ignore_errors=True)
+            raise
+        for old in self.folder.glob("gen-*"):
+            if old.name != name:
+                shutil.rmtree(old, ignore_errors=True)
+
+    # ---- searching -----------------------------------------------------------------------
+    def search(self, query: str, filters: dict[str, FilterValue], k: int, mode: str = "hybrid") -> list[Passage]:
+        """The k best chunks; each carries its fused score and every sub-ranker's rank."""
+        state = self._state
+        if not state.chunks:
+            return []
+        allowed = state.columns.mask(filters)
+        ranked = rank_rows(query, state.bm25, state.vectors, self.embedder, allowed[state.chunk_doc], self.config, mode)
+        passages = []
+        for row, score, ranks in ranked.top(k):
+            chunk = state.chunks[row]
+            document = state.documents[state.chunk_doc[row]]
+            passages.append(
+                Passage(
+                    citation_id=chunk.citation_id,
+                    document_id=chunk.document_id,
+                    title=document.title,
+                    section=chunk.section,
+                    text=chunk.text,
+                    start=chunk.start,
+                    end=chunk.end,
+                    score=round(score, 6),
+                    ranks=ranks,
+                )
+            )
+        return passages
+
+
+    def search_documents(self, query: str, k: int, mode: str = "hybrid", filters: dict[str, FilterValue] | None = None) -> list[tuple[str, float]]:
+        """Whole documents, each scored by its best chunk per ranker before fusion."""
+        state = self._state
+        if not state.chunks:
+            return []
+        starts = np.flatnonzero(np.diff(state.chunk_doc, prepend=-1))
+        rows = ranker_scores(query, state.bm25, state.vectors, self.embedder, self.config, mode)
+        per_document = {name: group_max(values, starts) for name, values in rows.items()}
+        docs = state.chunk_doc[starts]
+        allowed = state.columns.mask(filters or {})[docs]
+        ranked = fuse_rows(per_document, allowed, self.config)
+        return [(state.documents[docs[row]].id, score) for row, score, _ in ranked.top(k)]
+
+
+def _document_spans(chunk_doc: np.ndarray) -> dict[int, tuple[int, int]]:
+    """Row range of each document's chunks (a document's chunks are stored consecutively)."""
+    if not len(chunk_doc):
+        return {}
+    starts = np.flatnonzero(np.diff(chunk_doc, prepend=-1))
+    ends = np.append(starts[1:], len(chunk_doc))
+    return {int(chunk_doc[s]): (int(s), int(e)) for s, e in zip(starts, ends, strict=True)}

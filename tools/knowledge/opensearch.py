@@ -1,0 +1,342 @@
+"""The OpenSearch knowledge backend: one chunk per document in an index with an explicit mapping.
+
+Hybrid search uses OpenSearch's native `hybrid` query (a BM25 `match` and a `knn` clause, the
+same metadata filters inside both) through a search pipeline that this class creates
+idempotently: `normalization-processor` (min_max + arithmetic_mean with the configured
+weights) or `score-ranker-processor` (RRF, OpenSearch 2.19+). Clusters without the
+neural-search plugin get the client-side fallback: the two sub-queries run separately and
+are fused here with the embedded backend's fusion code.
+
+Ingestion writes every chunk of a changed document with bulk requests (retried on 429 and
+connection errors) before it records the document's content hash, so an interrupted run is
+redone for that document on the next ingest instead of leaving it marked as current.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import structlog
+from opensearchpy import OpenSearch, helpers
+from opensearchpy.exceptions import NotFoundError, RequestError, TransportError
+
+from tools.contracts.knowledge import DateRange, FilterValue, Passage
+from tools.embeddings import Embedder
+from tools.knowledge.chunking import chunk_document, indexed_text
+from tools.knowledge.documents import Document
+from tools.knowledge.embedded import IngestReport
+from tools.knowledge.filters import check_filters
+from tools.knowledge.fusion import fuse, ranks
+from tools.knowledge.ranking import MODES, RankingConfig, query_vector
+
+log = structlog.get_logger(__name__)
+BM25, DENSE = "bm25", "dense"
+
+
+# ---- request bodies (pure functions; contract-tested against the documented DSL) -------------
+def index_body(dim: int) -> dict[str, Any]:
+    """Explicit mapping: English-analysed text, HNSW knn_vector (cosine), keyword/date metadata."""
+    return {
+        "settings": {"index": {"knn": True, "number_of_shards": 1}},
+        "mappings": {
+            "dynamic": "strict",
+            "properties": {
+                "text": {"type": "text", "analyzer": "english"},
+                "passage": {"type": "text", "index": False},
+                "title": {"type": "text", "analyzer": "english"},
+                "section": {"type": "keyword"},
+                "document_id": {"type": "keyword"},
+                "source": {"type": "keyword"},
+                "product": {"type": "keyword"},
+                "category": {"type": "keyword"},
+                "updated": {"type": "date", "format": "strict_date"},
+                "start": {"type": "integer"},
+                "end": {"type": "integer"},
+                "content_hash": {"type": "keyword"},
+                "embedding": {
+                    "type": "knn_vector",
+                    "dimension": dim,
+                    "method": {"name": "hnsw", "space_type": "cosinesimil", "engine": "lucene", "parameters": {"m": 16, "ef_construction": 128}},
+                },
+            },
+        },
+    }
+
+
+def documents_index_body() -> dict[str, Any]:
+    """One record per ingested document: its source, content hash and chunk count."""
+    return {"mappings": {"dynamic": "strict", "properties": {"source": {"type": "keyword"}, "content_hash": {"type": "keyword"}, "chunks": {"type": "integer"}}}}
+
+
+def pipeline_body(config: RankingConfig) -> dict[str, Any]:
+    """The hybrid search pipeline; weights follow the sub-query order (BM25, then k-NN)."""
+    weights = [config.weights.get(BM25, 1.0), config.weights.get(DENSE, 1.0)]
+    if config.fusion == "rrf":
+        processor = {"score-ranker-processor": {"combination": {"technique": "rrf", "rank_constant": config.rrf_k}}}
+    else:
+        total = sum(weights) or 1.0
+        processor = {
+            "normalization-processor": {
+                "normalization": {"technique": "min_max"},
+                "combination": {"technique": "arithmetic_mean", "parameters": {"weights": [w / total for w in weights]}},
+            }
+        }
+    return {"description": "caseplan knowledge: BM25 + k-NN hybrid", "phase_results_processors": [processor]}
+
+
+def filter_clauses(filters: Mapping[str, FilterValue]) -> list[dict[str, Any]]:
+    check_filters(filters)
+    clauses: list[dict[str, Any]] = []
+    for name, value in filters.items():
+        if isinstance(value, DateRange):
+            bounds = {op: getattr(value, op).isoformat() for op in ("gte", "lte") if getattr(value, op) is not None}
+            clauses.append({"range": {name: bounds}})
+        elif isinstance(value, str):
+            clauses.append({"term": {name: value}})
+        else:
+            clauses.append({"terms": {name: list(value)}})
+    return clauses
+
+
+def bm25_query(query: str, filters: Mapping[str, FilterValue]) -> dict[str, Any]:
+    return {"bool": {"must": [{"match": {"text": {"query": query}}}], "filter": filter_clauses(filters)}}
+
+
+def knn_query(vector: Sequence[float], filters: Mapping[str, FilterValue], k: int) -> dict[str, Any]:
+    """k-NN with the filter inside the clause (efficient filtering), not as a post-filter."""
+    clause: dict[str, Any] = {"vector": [float(x) for x in vector], "k": k}
+    clauses = filter_clauses(filters)
+    if clauses:
+        clause["filter"] = {"bool": {"filter": clauses}}
+    return {"knn": {"embedding": clause}}
+
+
+def hybrid_body(query: str, vector: Sequence[float], filters: Mapping[str, FilterValue], k: int, candidates: int) -> dict[str, Any]:
+    return {
+        "size": k,
+        "_source": {"excludes": ["embedding"]},
+        "query": {"hybrid": {"pagination_depth": candidates, "queries": [bm25_query(query, filters), knn_query(vector, filters, candidates)]}},
+    }
+
+
+# ---- the backend --------------------------------------------------------------------------
+class OpenSearchIndex:
+    backend_name = "opensearch"
+
+    def __init__(
+        self,
+        client: OpenSearch,
+        index: str,
+        embedder: Embedder,
+        config: RankingConfig | None = None,
+        *,
+        pipeline: str = "caseplan-hybrid",
+        native_hybrid: bool = True,
+        chunk_tokens: int = 300,
+        overlap_tokens: int = 50,
+        bulk_retries: int = 3,
+    ) -> None:
+        self.client = client
+        self.index = index
+        self.documents_index = f"{index}-documents"
+        self.embedder = embedder
+        self.config = config or RankingConfig()
+        self.pipeline = pipeline
+        self.native_hybrid = native_hybrid
+        self.chunk_tokens = chunk_tokens
+        self.overlap_tokens = overlap_tokens
+        self.bulk_retries = bulk_retries
+
+    @classmethod
+    def from_settings(cls, knowledge: Any, embedder: Embedder, config: RankingConfig) -> OpenSearchIndex:
+        """Connection, auth and TLS from the `knowledge.opensearch` settings and the environment."""
+        os_settings = knowledge.opensearch
+        password = os.environ.get(os_settings.password_env)
+        auth = (os_settings.username, password or "") if os_settings.username else None
+        client = OpenSearch(
+            hosts=[os_settings.url],
+            http_auth=auth,
+            verify_certs=os_settings.verify_certs,
+            ca_certs=os_settings.ca_certs,
+            timeout=os_settings.timeout_s,
+            retry_on_timeout=True,
+            max_retries=2,
+        )
+        return cls(
+            client,
+            os_settings.index,
+            embedder,
+            config,
+            pipeline=os_settings.pipeline,
+            native_hybrid=os_settings.native_hybrid,
+            chunk_tokens=knowledge.chunk_tokens,
+            overlap_tokens=knowledge.overlap_tokens,
+            bulk_retries=os_settings.bulk_retries,
+        )
+
+    # ---- set-up ---------------------------------------------------------------------------
+    def ensure_index(self) -> bool:
+        """Create the chunk and document indices if missing; True when anything was created."""
+        created = False
+        for name, body in ((self.index, index_body(self.embedder.dim)), (self.documents_index, documents_index_body())):
+            if not self.client.indices.exists(index=name):
+                try:
+                    self.client.indices.create(index=name, body=body)
+                    created = True
+                except RequestError as exc:  # another process created it first
+                    if "already_exists" not in str(exc.error):
+                        raise
+        return created
+
+    def ensure_pipeline(self) -> bool:
+        """Create or update the search pipeline only when it differs; False if the cluster has
+        no search pipelines or neural search (then hybrid search fuses client-side)."""
+        wanted = pipeline_body(self.config)
+        path = f"/_search/pipeline/{self.pipeline}"
+        try:
+            current = self.client.transport.perform_request("GET", path).get(self.pipeline)
+        except NotFoundError:
+            current = None
+        except TransportError as exc:
+            log.warning("knowledge.opensearch_no_pipelines", error=str(exc.error))
+            self.native_hybrid = False
+            return False
+        if current is not None and current.get("phase_results_processors") == wanted["phase_results_processors"]:
+            return True
+        try:
+            self.client.transport.perform_request("PUT", path, body=wanted)
+        except TransportError as exc:
+            log.warning("knowledge.opensearch_pipeline_refused", error=str(exc.error))
+            self.native_hybrid = False
+            return False
+        return True
+
+    # ---- ingestion ------------------------------------------------------------------------
+    def _stored(self) -> dict[str, dict[str, Any]]:
+        self.ensure_index()
+        response = self.client.search(index=self.documents_index, body={"size": 10000, "query": {"match_all": {}}})
+        return {hit["_id"]: hit["_source"] for hit in response["hits"]["hits"]}
+
+    def _bulk(self, actions: list[dict[str, Any]]) -> None:
+        if not actions:
+            return
+        for ok, item in helpers.streaming_bulk(
+            self.client, actions, max_retries=self.bulk_retries, initial_backoff=0.5, raise_on_error=False, raise_on_exception=True
+        ):
+            if not ok:
+                raise RuntimeError(f"bulk write to {self.index} failed: {item}")
+
+    def ingest(self, documents: Sequence[Document], source: str | None = None, progress: Callable[[int, int], None] | None = None) -> IngestReport:
+        stored = self._stored()
+        incoming = {d.id: d for d in documents}
+        report = IngestReport()
+        changed = [d for d in incoming.values() if stored.get(d.id, {}).get("content_hash") != d.content_hash]
+        report.unchanged = len(incoming) - len(changed)
+        chunks = {d.id: chunk_document(d, self.chunk_tokens, self.overlap_tokens) for d in changed}
+        total = sum(len(c) for c in chunks.values())
+        for document in changed:
+            (report.updated if document.id in stored else report.added).append(document.id)
+            pieces = chunks[document.id]
+            vectors = self.embedder.embed([indexed_text(document, c) for c in pieces]) if pieces else np.zeros((0, self.embedder.dim))
+            actions = [self._chunk_action(document, chunk, vector) for chunk, vector in zip(pieces, vectors, strict=True)]
+            previous = int(stored.get(document.id, {}).get("chunks", 0))
+            actions += [{"_op_type": "delete", "_index": self.index, "_id": f"{document.id}:{n}"} for n in range(len(pieces), previous)]
+            self._bulk(actions)
+            self._bulk([{"_index": self.documents_index, "_id": document.id, "_source": {"source": document.source, "content_hash": document.content_hash, "chunks": len(pieces)}}])
+            report.embedded_chunks += len(pieces)
+            if progress:
+                progress(len(pieces), total)
+        if source is not None:
+            gone = [doc_id for doc_id, meta in stored.items() if meta.get("source") == source and doc_id not in incoming]
+            for doc_id in gone:
+                count = int(stored[doc_id].get("chunks", 0))
+                self._bulk([{"_op_type": "delete", "_index": self.index, "_id": f"{doc_id}:{n}"} for n in range(count)])
+                self._bulk([{"_op_type": "delete", "_index": self.documents_index, "_id": doc_id}])
+            report.removed = sorted(gone)
+        self.client.indices.refresh(index=f"{self.index},{self.documents_index}")
+        report.chunks = int(self.client.count(index=self.index)["count"])
+        return report
+
+    def _chunk_action(self, document: Document, chunk: Any, vector: np.ndarray) -> dict[str, Any]:
+        return {
+            "_index": self.index,
+            "_id": f"{document.id}:{chunk.ordinal}",
+            "_source": {
+                "text": indexed_text(document, chunk),
+                "passage": chunk.text,
+                "title": document.title,
+                "section": chunk.section,
+                "document_id": document.id,
+                "source": document.source,
+                "product": document.product,
+                "category": document.category,
+                "updated": document.updated.isoformat() if document.updated else None,
+                "start": chunk.start,
+                "end": chunk.end,
+                "content_hash": document.content_hash,
+                "embedding": [float(x) for x in vector],
+            },
+        }
+
+    def count(self) -> int:
+        return int(self.client.count(index=self.index)["count"]) if self.client.indices.exists(index=self.index) else 0
+
+    # ---- search ---------------------------------------------------------------------------
+    def search(self, query: str, filters: dict[str, FilterValue], k: int, mode: str = "hybrid") -> list[Passage]:
+        if mode not in MODES:
+            raise ValueError(f"unknown retrieval mode {mode!r} (known: {', '.join(MODES)})")
+        check_filters(filters)
+        candidates = max(k, self.config.candidates)
+        if mode == BM25:
+            hits = self._hits({"size": k, "query": bm25_query(query, filters)})
+            return [self._passage(hit, hit["_score"], {BM25: rank}) for rank, hit in enumerate(hits, start=1)]
+        vector = query_vector(query, self.embedder, self.config.query_window_tokens)
+        if mode == DENSE:
+            hits = self._hits({"size": k, "query": knn_query(vector, filters, candidates)})
+            return [self._passage(hit, hit["_score"], {DENSE: rank}) for rank, hit in enumerate(hits, start=1)]
+        if self.native_hybrid:
+            hits = self._hits(hybrid_body(query, vector, filters, k, candidates), params={"search_pipeline": self.pipeline})
+            return [self._passage(hit, hit["_score"], {}) for hit in hits]  # sub-ranks are not reported by the pipeline
+        return self._client_side_hybrid(query, vector, filters, k, candidates)
+
+    def _client_side_hybrid(self, query: str, vector: np.ndarray, filters: dict[str, FilterValue], k: int, candidates: int) -> list[Passage]:
+        """Two sub-queries, fused here exactly as the embedded backend fuses."""
+        lists = {
+            BM25: self._hits({"size": candidates, "query": bm25_query(query, filters)}),
+            DENSE: self._hits({"size": candidates, "query": knn_query(vector, filters, candidates)}),
+        }
+        ids = sorted({hit["_id"] for hits in lists.values() for hit in hits})
+        position = {doc_id: i for i, doc_id in enumerate(ids)}
+        by_id = {hit["_id"]: hit for hits in lists.values() for hit in hits}
+        scores = {}
+        for name, hits in lists.items():
+            column = np.full(len(ids), np.nan)
+            for hit in hits:
+                column[position[hit["_id"]]] = hit["_score"]
+            scores[name] = column
+        fused = fuse(self.config.fusion, scores, self.config.weights, self.config.rrf_k) if ids else np.zeros(0)
+        sub_ranks = {name: ranks(column) for name, column in scores.items()}
+        order = np.argsort(-fused, kind="stable")[:k]
+        return [self._passage(by_id[ids[i]], float(fused[i]), {name: int(r[i]) or None for name, r in sub_ranks.items()}) for i in order]
+
+    def _hits(self, body: dict[str, Any], params: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        body.setdefault("_source", {"excludes": ["embedding"]})
+        return self.client.search(index=self.index, body=body, params=params or {})["hits"]["hits"]
+
+    @staticmethod
+    def _passage(hit: dict[str, Any], score: float, sub_ranks: dict[str, int | None]) -> Passage:
+        src = hit["_source"]
+        return Passage(
+            citation_id=f"{src['document_id']}#{src['start']}-{src['end']}",
+            document_id=src["document_id"],
+            title=src["title"],
+            section=src["section"],
+            text=src["passage"],
+            start=src["start"],
+            end=src["end"],
+            score=round(float(score), 6),
+            ranks=sub_ranks,
+        )
