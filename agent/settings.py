@@ -265,6 +265,9 @@ class ServiceSettings(_Section):
     def _heartbeat_within_lease(self) -> ServiceSettings:
         if self.heartbeat_s >= self.lease_s:
             raise ValueError(f"service.heartbeat_s ({self.heartbeat_s}) must be below service.lease_s ({self.lease_s})")
+        return self
+
+
 class OpenSearchSettings(_Section):
     """Connection to an OpenSearch cluster (the scale path of knowledge retrieval)."""
 
@@ -353,6 +356,8 @@ class Settings(_Section):
     @property
     def evals_path(self) -> Path:
         return self.data_path / "evals"
+
+    @property
     def knowledge_path(self) -> Path:
         return self.data_path / "knowledge"
 
