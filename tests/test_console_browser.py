@@ -53,7 +53,7 @@ def _log_in(page, service: Service) -> None:
 
 def test_agent_approves_a_password_reset_and_sees_the_run_complete(page, tmp_path, database_env, embedder, local_model):
     policy = tmp_path / "approve_resets.yaml"
-    policy.write_text("version: 1\ntools:\n  password_reset: {decision: needs_approval, requires_before: [verify_identity]}\n")
+    policy.write_text("version: 1\nrules:\n  - {id: reset-approval, tools: [password_reset], decision: needs_approval, reason: a person confirms}\n")
     runtime = _runtime(tmp_path, database_env, embedder, local_model, CASEPLAN__POLICIES__FILES=f"[{policy}]")
     with serve(runtime) as service, service.client("platform") as platform:
         run_id = platform.post("/v1/tickets", json=RESET, headers={"Idempotency-Key": "browser-1"}).json()["run_id"]
@@ -79,11 +79,11 @@ def test_agent_resolves_an_escalation_with_a_reply_that_reaches_the_ticket(page,
         assert service.wait_for_run(run_id, ("completed", "escalated", "failed"))["status"] == "escalated"
         _log_in(page, service)
         page.goto(f"{service.url}/console/escalations?status=open")
-        row = page.locator("tr[data-escalation]").filter(has_text="identity_not_verified")
+        row = page.locator("tr[data-escalation]").filter(has_text="injection_suspected")  # the input guard stops a reset for someone else's account
         row.locator("button:has-text('Claim')").click()
         playwright.expect(page.locator("#escalation-status")).to_have_text("claimed")
-        playwright.expect(page.locator("#timeline")).to_contain_text("route")  # the trace is on the page
-        playwright.expect(page.locator("h3")).to_have_text(["password_reset", "escalate"])  # the attempted plan, then the escalation
+        playwright.expect(page.locator("#timeline")).to_contain_text("intake")  # the trace is on the page
+        playwright.expect(page.locator("h3")).to_have_text(["escalate"])  # stopped at intake: no reset was ever planned
         reply = "Li Wei has to ask for the reset herself; we have sent her the instructions."
         page.fill("#resolution", "explained the account-owner policy")
         page.fill("#reply", reply)

@@ -162,7 +162,7 @@ def test_a_resolved_demo_escalation_becomes_a_case_that_passes(tmp_path: Path, r
 
 def test_a_rejected_approval_with_a_recorded_outcome_is_harvested(tmp_path: Path, embedder, local_model, database_env: dict[str, str]) -> None:
     policy = tmp_path / "approve_resets.yaml"
-    policy.write_text("version: 1\ntools:\n  password_reset: {decision: needs_approval, requires_before: [verify_identity]}\n")
+    policy.write_text("version: 1\nrules:\n  - {id: reset-approval, tools: [password_reset], decision: needs_approval, reason: a person confirms}\n")
     settings = make_settings(tmp_path / "data", CASEPLAN__POLICIES__FILES=json.dumps([str(policy)]), **database_env)
     built = Runtime.build(settings, embedder=embedder, local_model=local_model)
     seed_demo(built.sandbox)

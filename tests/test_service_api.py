@@ -46,7 +46,7 @@ def build(tmp_path, database_env, embedder, local_model, monkeypatch):
 
 def approval_policy(tmp_path) -> str:
     policy = tmp_path / "approve_resets.yaml"
-    policy.write_text("version: 1\ntools:\n  password_reset: {decision: needs_approval, requires_before: [verify_identity]}\n")
+    policy.write_text("version: 1\nrules:\n  - {id: reset-approval, tools: [password_reset], decision: needs_approval, reason: a person confirms}\n")
     return f"[{policy}]"
 
 
