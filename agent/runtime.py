@@ -105,7 +105,7 @@ class Runtime:
         catalogue = load_catalogue([Path(p) for p in settings.catalogue.paths], registry)
         policy = PolicyEngine([Path(p) for p in settings.policies.files], registry, catalogue.names(), RateLimiter(engine))
         local_model = local_model or LocalModel(settings.local_model)
-        api = ApiRouteModel(ApiModel(settings.api_model)) if settings.api_model.base_url else None
+        api = ApiRouteModel(ApiModel(settings.api_model, pii_kinds=settings.pii.api_model)) if settings.api_model.base_url else None
         if router is None:
             router = NearestNeighbourRouter(catalogue, embedder, settings.router, LocalRouteModel(local_model), cache_dir=data / "cache", api=api)
             if settings.router.cache.enabled:

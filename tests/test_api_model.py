@@ -56,6 +56,16 @@ def test_success_records_tokens_cost_and_sends_the_schema():
 
 
 @respx.mock
+def test_personal_data_is_masked_before_it_reaches_the_api():
+    route = respx.post(f"{BASE}/chat/completions").mock(return_value=completion('{"template": "password_reset"}'))
+    ticket = "Reset my password, I am jane@example.com, call +44 20 7946 0958, card 4111 1111 1111 1111"
+    client().complete("route", "sys", ticket, Answer, TicketBudget(10_000, 1.0))
+    sent = route.calls.last.request.content.decode()
+    assert "jane@example.com" not in sent and "4111 1111 1111 1111" not in sent and "7946 0958" not in sent
+    assert "Reset my password" in sent  # the request itself still reaches the model
+
+
+@respx.mock
 def test_429_waits_as_retry_after_says_then_succeeds():
     respx.post(f"{BASE}/chat/completions").mock(
         side_effect=[httpx.Response(429, headers={"Retry-After": "7"}), completion('{"template": "escalate"}')]

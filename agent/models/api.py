@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from agent.models.calls import ModelCall
 from agent.settings import ApiModelSettings
+from policies.pii import PII_KINDS, mask_text
 
 log = structlog.get_logger(__name__)
 
@@ -97,6 +98,7 @@ class ApiModel:
         client: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
         env: dict[str, str] | None = None,
+        pii_kinds: Iterable[str] = PII_KINDS,
     ) -> None:
         if not settings.base_url:
             raise ValueError("api_model.base_url is not set")
@@ -106,6 +108,7 @@ class ApiModel:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.client = client or httpx.Client(base_url=settings.base_url.rstrip("/"), timeout=settings.timeout_s, headers=headers)
         self.model_id = settings.model
+        self.pii_kinds = tuple(pii_kinds)  # masked before anything leaves for the third party
 
     def budget(self) -> TicketBudget:
         return TicketBudget(self.settings.ticket_token_budget, self.settings.ticket_cost_budget_usd)
@@ -113,7 +116,7 @@ class ApiModel:
     def complete(self, purpose: str, system: str, user: str, output: type[BaseModel], budget: TicketBudget) -> ModelCall:
         """A validated structured answer (`.output` is the model's dict), or ApiModelError."""
         schema = output.model_json_schema()
-        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": mask_text(user, self.pii_kinds)}]
         for attempt in range(self.settings.max_reasks + 1):
             budget.check(self.settings.max_tokens)
             call, text = self._post(purpose, messages, schema, output.__name__)
