@@ -128,7 +128,7 @@ def register(app: typer.Typer) -> None:
             result = runner.submit(ticket)
             print_result(result)
             template = (result.plan or {}).get("template", "-")
-            summary.append((result.run_id, result.status, template, (result.escalation or {}).get("reason", "")))
+            summary.append((result.run_id, result.status, template, runtime.store.get_run(result.run_id).escalation_reason or ""))
         typer.echo("\n=== summary")
         for run_id, status, template, reason in summary:
             typer.echo(f"  {run_id}  {status:<10} {template:<17} {reason}")
