@@ -16,6 +16,7 @@ from typing import Any
 from langgraph.checkpoint.sqlite import SqliteSaver
 from sqlalchemy.engine import Engine
 
+from agent.checkpoint_cipher import checkpoint_serializer
 from agent.db import make_engine
 from agent.executor import Executor
 from agent.graph import GraphDeps, build_graph
@@ -113,7 +114,7 @@ class Runtime:
                 router = CachingRouter(router, settings.router.cache, versions)
         planner = Planner(catalogue, registry, SlotFiller(LocalSlotModel(local_model), settings.planner.max_attempts))
         executor = Executor(registry, ledger, settings.executor, gate=policy)
-        checkpointer = SqliteSaver(open_checkpoint_db(settings.checkpoint_path))
+        checkpointer = SqliteSaver(open_checkpoint_db(settings.checkpoint_path), serde=checkpoint_serializer(store.protection.vault))
         graph = build_graph(GraphDeps(store, router, planner, policy, executor), checkpointer)
         built = cls(
             settings=settings,

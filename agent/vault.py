@@ -86,6 +86,16 @@ class Vault:
         sealed = self._aead.encrypt(nonce, canonical_json(original).encode(), self._bound_to(ref, masked))
         return base64.urlsafe_b64encode(nonce + sealed).decode()
 
+    def encrypt_bytes(self, plain: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self._aead.encrypt(nonce, plain, self.key_id.encode())
+
+    def decrypt_bytes(self, sealed: bytes) -> bytes:
+        try:
+            return self._aead.decrypt(sealed[:12], sealed[12:], self.key_id.encode())
+        except InvalidTag:
+            raise VaultTampered(f"encrypted data does not open with vault key id {self.key_id} (other key, or altered)") from None
+
     def open(self, ref: str, key_id: str, sealed: str, masked: Any) -> Any:
         """The original of `masked` at `ref`; RecordError when it cannot be had, saying why."""
         if key_id != self.key_id:
