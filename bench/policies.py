@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from agent.example_bank import evaldata_dir
 from agent.runner import Runner
 from agent.runtime import Runtime
 from agent.settings import load_settings
@@ -36,7 +36,7 @@ from policies.engine import StepDecision, Verdict
 from policies.guard import GuardReport
 from tools.sandbox.seed import seed_demo
 
-EVALDATA = Path(os.environ.get("CASEPLAN_EVALDATA", Path(__file__).resolve().parents[2] / "shared" / "evaldata"))
+EVALDATA = evaldata_dir()  # $CASEPLAN_EVALDATA_DIR, else ../shared/evaldata, as the router reads it
 HOSTILE = Path(__file__).resolve().parents[1] / "tests" / "adversarial" / "hostile_tickets.jsonl"
 # Rate limits would turn repeated resets into escalations in one runtime and not the other.
 NO_LIMITS = "version: 1\nrate_limits:\n" + "".join(
@@ -50,7 +50,7 @@ def load_tickets(evaldata: Path, bitext: int) -> dict[str, list[Ticket]]:
     tickets = list(TICKETS)
     source = evaldata / "bitext" / "dev.csv"
     if not source.is_file():
-        raise SystemExit(f"{source} not found: pass --evaldata (or set CASEPLAN_EVALDATA) to the shared evaldata folder")
+        raise SystemExit(f"{source} not found: pass --evaldata (or set CASEPLAN_EVALDATA_DIR) to the shared evaldata folder")
     with source.open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     step = max(1, len(rows) // max(1, bitext))
