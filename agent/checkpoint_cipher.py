@@ -8,6 +8,9 @@ are stored as LangGraph writes them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from langgraph.checkpoint.serde.base import CipherProtocol, SerializerProtocol
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
@@ -32,6 +35,25 @@ class VaultCipher(CipherProtocol):
         return self.vault.decrypt_bytes(ciphertext)
 
 
-def checkpoint_serializer(vault: Vault | None) -> SerializerProtocol:
-    """Encrypting serializer when a vault key is configured, LangGraph's default otherwise."""
-    return EncryptedSerializer(VaultCipher(vault)) if vault is not None else JsonPlusSerializer()
+class CheckpointSerializer(SerializerProtocol):
+    """Encrypts under the vault key when there is one, read at the first checkpoint rather than
+    at start-up (so a reader that never checkpoints never creates a key)."""
+
+    def __init__(self, vault_source: Callable[[], Vault | None]) -> None:
+        self.vault_source = vault_source
+        self.plain = JsonPlusSerializer()
+
+    def _encrypted(self) -> SerializerProtocol | None:
+        vault = self.vault_source()
+        return EncryptedSerializer(VaultCipher(vault), self.plain) if vault is not None else None
+
+    def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+        return (self._encrypted() or self.plain).dumps_typed(obj)
+
+    def loads_typed(self, data: tuple[str, bytes]) -> Any:
+        if "+" not in data[0]:
+            return self.plain.loads_typed(data)
+        encrypted = self._encrypted()
+        if encrypted is None:
+            raise ValueError("this checkpoint is encrypted and no vault key is configured")
+        return encrypted.loads_typed(data)

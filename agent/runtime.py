@@ -16,7 +16,7 @@ from typing import Any
 from langgraph.checkpoint.sqlite import SqliteSaver
 from sqlalchemy.engine import Engine
 
-from agent.checkpoint_cipher import checkpoint_serializer
+from agent.checkpoint_cipher import CheckpointSerializer
 from agent.db import make_engine
 from agent.executor import Executor
 from agent.graph import GraphDeps, build_graph
@@ -114,7 +114,7 @@ class Runtime:
                 router = CachingRouter(router, settings.router.cache, versions)
         planner = Planner(catalogue, registry, SlotFiller(LocalSlotModel(local_model), settings.planner.max_attempts))
         executor = Executor(registry, ledger, settings.executor, gate=policy)
-        checkpointer = SqliteSaver(open_checkpoint_db(settings.checkpoint_path), serde=checkpoint_serializer(store.protection.vault))
+        checkpointer = SqliteSaver(open_checkpoint_db(settings.checkpoint_path), serde=CheckpointSerializer(lambda: store.protection.vault))
         graph = build_graph(GraphDeps(store, router, planner, policy, executor), checkpointer)
         built = cls(
             settings=settings,

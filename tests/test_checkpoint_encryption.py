@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.checkpoint_cipher import VaultCipher, checkpoint_serializer
+from agent.checkpoint_cipher import CheckpointSerializer, VaultCipher
 from agent.tickets import Ticket
 from agent.vault import Vault, VaultTampered
 
@@ -32,6 +32,11 @@ def test_a_checkpoint_sealed_under_another_key_does_not_open():
         VaultCipher(Vault(b"o" * 32)).decrypt(*sealed)
 
 
-def test_without_a_vault_checkpoints_use_langgraphs_plain_serializer():
-    typ, data = checkpoint_serializer(None).dumps_typed({"a": 1})
-    assert "+" not in typ and checkpoint_serializer(None).loads_typed((typ, data)) == {"a": 1}
+def test_without_a_vault_checkpoints_are_plain_and_an_encrypted_one_needs_the_key():
+    plain = CheckpointSerializer(lambda: None)
+    typ, data = plain.dumps_typed({"a": 1})
+    assert "+" not in typ and plain.loads_typed((typ, data)) == {"a": 1}
+    sealed = CheckpointSerializer(lambda: Vault(b"k" * 32)).dumps_typed({"a": 1})
+    assert "+" in sealed[0] and CheckpointSerializer(lambda: Vault(b"k" * 32)).loads_typed(sealed) == {"a": 1}
+    with pytest.raises(ValueError, match="no vault key"):
+        plain.loads_typed(sealed)
