@@ -4,7 +4,8 @@ It never chooses a tool. For each step it refuses anything not in the checked pl
 resolves references to earlier outputs, validates the arguments against the tool's input
 model, derives an idempotency key from (run id, step id, arguments), skips side effects the
 ledger has already seen, asks the policy gate about every side effect right before making it,
-enforces a per-step timeout, and retries transient errors only.
+enforces a per-step timeout on tools that wait on the outside world (in-process tools are
+called directly), and retries transient errors only.
 """
 
 from __future__ import annotations
@@ -133,6 +134,15 @@ class Executor:
         result = self._call_with_retries(tool, validated, ToolContext(run_id, step.id, key), base)
         return result.model_copy(update={"duration_ms": round((time.perf_counter() - started) * 1000, 3)})
 
+    def _call_with_timeout(self, tool: Tool, args: BaseModel, ctx: ToolContext) -> Any:
+        """Run the call in a worker thread and stop waiting after the step timeout."""
+        future = self._pool.submit(tool.invoke, args, ctx)
+        try:
+            return future.result(timeout=self.settings.step_timeout_s)
+        except FutureTimeout:
+            future.cancel()
+            raise ToolError("transient", f"{tool.name} timed out after {self.settings.step_timeout_s}s") from None
+
     def _resolve(self, step: Step, outputs: Mapping[str, Mapping[str, Any]], earlier: set[str]) -> dict[str, Any]:
         def value(ref: StepRef | SlotRef) -> Any:
             if isinstance(ref, SlotRef) or ref.step_id not in earlier:
@@ -163,12 +173,8 @@ class Executor:
         return base.model_copy(update={"status": "succeeded", "output": output, "attempts": attempts})
 
     def _call_once(self, tool: Tool, args: BaseModel, ctx: ToolContext) -> dict[str, Any]:
-        future = self._pool.submit(tool.invoke, args, ctx)
         try:
-            result = future.result(timeout=self.settings.step_timeout_s)
-        except FutureTimeout:
-            future.cancel()
-            raise ToolError("transient", f"{tool.name} timed out after {self.settings.step_timeout_s}s") from None
+            result = tool.invoke(args, ctx) if tool.in_process else self._call_with_timeout(tool, args, ctx)
         except ToolError:
             raise
         except Exception as exc:  # noqa: BLE001 (a tool bug must fail the step, not the run)

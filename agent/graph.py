@@ -6,8 +6,9 @@ with a typed tool call. A step that needs approval pauses at `approval` with an 
 Policy runs at `intake` (the input guard: a flagged ticket goes straight to a person), at
 `check` (the whole plan), inside the executor right before each side effect (the gate), and
 at `reply` (the output guard); every decision is a `policy_decision` event naming its rule.
-Every node appends its events to the run record; the checkpointer persists state after
-each node, so a crash resumes at the step it stopped at.
+Every node appends its events to the run record in one transaction (with any change to the
+run row), so a node's record lands whole or not at all; a tool call is recorded before it is
+made, so a crash mid-call shows in the record.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from langgraph.types import interrupt
 from agent.executor import ExecutionRefused, Executor
 from agent.models.local import ModelUnavailable
 from agent.planner import Planner
-from agent.record import RunStore
+from agent.record import NewEvent, RunStore
 from agent.reply import compose_reply
 from agent.routing import ESCALATE_TEMPLATE, RouteDecision, Router
 from agent.tickets import Ticket
@@ -89,15 +90,15 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
     def current_plan(state: RunState) -> Plan:
         return plan_from_state(state["plan_hash"], json.dumps(state["plan"]))
 
-    def event(state: RunState, kind: str, node: str, payload: dict[str, Any]) -> None:
-        store.append_event(state["run_id"], kind, node, payload)
+    def record(state: RunState, node: str, events: list[tuple[str, dict[str, Any]]], **run_fields: Any) -> None:
+        """A node's events (and run-row change) in one transaction."""
+        store.append_events(state["run_id"], [NewEvent(kind, node, payload) for kind, payload in events], **run_fields)
 
     def intake(state: RunState) -> dict[str, Any]:
-        store.update_run(state["run_id"], status="running")
         report = deps.policy.guardian.inspect_ticket(state["ticket"])
         decision = "deny" if report.flagged else ("needs_approval" if report.topics else "allow")
         guard = {"phase": "input_guard", "decision": decision, **report.model_dump(mode="json")}
-        event(state, "intake", "intake", {"ticket": state["ticket"], "guard": guard})
+        record(state, "intake", [("intake", {"ticket": state["ticket"], "guard": guard})], status="running")
         fresh = {"escalation": None, "plan": None, "step_index": 0, "outputs": {}, "results": [], "status": "running"}
         fresh |= {"guard": report.model_dump(mode="json"), "approved_steps": []}
         if report.flagged:
@@ -112,10 +113,8 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
             decision = deps.router.route(ticket)
         except ModelUnavailable as exc:
             decision = RouteDecision(template=None, confidence=0.0, method="rule", reason="model_unavailable", detail=str(exc))
-        for call in decision.model_calls:
-            event(state, "model_call", "route", call.model_dump(mode="json"))
         body = decision.model_dump(mode="json", exclude={"model_calls"})
-        event(state, "route", "route", body)
+        record(state, "route", [*(("model_call", call.model_dump(mode="json")) for call in decision.model_calls), ("route", body)])
         update: dict[str, Any] = {"route": body}
         if decision.template is None:
             update |= _escalate(decision.reason or "low_confidence", decision.detail, "route")
@@ -126,8 +125,7 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
         escalation = state.get("escalation")
         route_info = state.get("route") or {}
         template = ESCALATE_TEMPLATE if escalation else route_info["template"]
-        if escalation:
-            event(state, "escalation", "plan", escalation)
+        events: list[tuple[str, dict[str, Any]]] = [("escalation", escalation)] if escalation else []
         reason = escalation["reason"] if escalation else route_info.get("reason")
         detail = escalation["detail"] if escalation else ""
         context = {"reason": reason, "summary": escalation_summary(ticket, reason or "customer_request", detail)}
@@ -136,28 +134,19 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
         try:
             outcome = deps.planner.plan(template, ticket, context)
         except ModelUnavailable as exc:
+            record(state, "plan", events)
             return _escalate("model_unavailable", str(exc), "plan") if not escalation else _fail(state, str(exc))
-        for call in outcome.fill.model_calls:
-            event(state, "model_call", "plan", call.model_dump(mode="json"))
+        events += [("model_call", call.model_dump(mode="json")) for call in outcome.fill.model_calls]
         if outcome.plan is None:
-            event(state, "error", "plan", {"template": template, "reason": outcome.reason, "detail": outcome.detail})
+            record(state, "plan", [*events, ("error", {"template": template, "reason": outcome.reason, "detail": outcome.detail})])
             if template == ESCALATE_TEMPLATE:
                 return _fail(state, f"could not plan the escalation: {outcome.detail}")
             return _escalate(outcome.reason or "invalid_plan", outcome.detail, "plan")
         built = outcome.plan
         digest = store.store_plan(built)
-        event(
-            state,
-            "plan",
-            "plan",
-            {
-                "template": built.template,
-                "plan_hash": digest,
-                "plan": built.model_dump(mode="json"),
-                "slot_sources": outcome.fill.sources,
-                "rejected_slots": outcome.fill.rejected,
-            },
-        )
+        body = built.model_dump(mode="json")
+        details = {"slot_sources": outcome.fill.sources, "rejected_slots": outcome.fill.rejected}
+        record(state, "plan", [*events, ("plan", {"template": built.template, "plan_hash": digest, "plan": body, **details})])
         return {"plan": built.model_dump(mode="json"), "plan_hash": digest, "step_index": 0, "outputs": {}}
 
     def check(state: RunState) -> dict[str, Any]:
@@ -169,24 +158,25 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
             route_confidence=(state.get("route") or {}).get("confidence"),
             received_at=_received_at(state),
         )
-        event(state, "policy_decision", "check", {"plan_hash": state["plan_hash"], **verdict.model_dump(mode="json")})
+        decided = [("policy_decision", {"plan_hash": state["plan_hash"], **verdict.model_dump(mode="json")})]
+        if verdict.decision == "needs_approval":
+            record(state, "check", decided, status="waiting_approval")
+            pending = [step.model_dump(mode="json") for step in verdict.blocking]
+            store.request_approval(state["run_id"], state["plan_hash"], store.protection.mask(pending))
+            return {"verdict": verdict.model_dump(mode="json")}
+        record(state, "check", decided)
         if verdict.decision == "deny":
             detail = "; ".join(f"{d.step_id}: {d.reason} [{d.rule_id}]" for d in verdict.blocking)
             if built.template == ESCALATE_TEMPLATE:
                 return _fail(state, f"policy denies the escalation plan: {detail}")
             return _escalate("policy_denied", detail, "check")
-        if verdict.decision == "needs_approval":
-            store.update_run(state["run_id"], status="waiting_approval")
-            pending = [step.model_dump(mode="json") for step in verdict.blocking]
-            store.request_approval(state["run_id"], state["plan_hash"], store.protection.mask(pending))
         return {"verdict": verdict.model_dump(mode="json")}
 
     def approval(state: RunState) -> dict[str, Any]:
         pending = [d for d in state["verdict"]["steps"] if d["decision"] == "needs_approval"]
         answer = interrupt({"run_id": state["run_id"], "plan_hash": state["plan_hash"], "steps": pending})
         approved = bool(answer.get("approved")) if isinstance(answer, dict) else False
-        event(state, "approval", "approval", {"plan_hash": state["plan_hash"], "steps": pending, "answer": answer})
-        store.update_run(state["run_id"], status="running")
+        record(state, "approval", [("approval", {"plan_hash": state["plan_hash"], "steps": pending, "answer": answer})], status="running")
         if not approved:
             return _escalate("approval_rejected", str(answer.get("note", "")) if isinstance(answer, dict) else "", "approval")
         return {"verdict": {**state["verdict"], "decision": "allow"}, "approved_steps": [d["step_id"] for d in pending]}
@@ -194,7 +184,8 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
     def execute(state: RunState) -> dict[str, Any]:
         built = current_plan(state)
         step = built.steps[state["step_index"]]
-        event(state, "tool_call", "execute", {"step_id": step.id, "tool": step.tool, "args": step.args})
+        # on the record before it happens, so a crash mid-call shows in the record
+        record(state, "execute", [("tool_call", {"step_id": step.id, "tool": step.tool, "args": step.args})])
         context = GateContext(
             ticket=state["ticket"],
             flags=_flags(state),
@@ -205,10 +196,10 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
         try:
             result = deps.executor.run_step(built, state["plan_hash"], step, state["outputs"], state["run_id"], context)
         except ExecutionRefused as exc:
-            event(state, "error", "execute", {"step_id": step.id, "error": str(exc)})
+            record(state, "execute", [("error", {"step_id": step.id, "error": str(exc)})])
             return _fail(state, str(exc))
         payload = result.model_dump(mode="json", exclude_none=False)  # with the gate's decision, for side effects
-        event(state, "tool_result", "execute", payload)
+        record(state, "execute", [("tool_result", payload)])
         results = [*state.get("results", []), payload]
         if result.ok:
             return {"outputs": {**state["outputs"], step.id: result.output}, "step_index": state["step_index"] + 1, "results": results}
@@ -228,16 +219,16 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
         outputs, dropped = deps.policy.screen_passages(built, state["outputs"])
         composed = compose_reply(built, outputs)
         if composed is None:
-            event(state, "error", "reply", {"detail": "no grounded answer", "dropped_passages": dropped})
+            record(state, "reply", [("error", {"detail": "no grounded answer", "dropped_passages": dropped})])
             return _escalate("missing_information", "the knowledge base has nothing that answers this", "reply")
         violations = deps.policy.check_reply(built, composed.text, outputs, state["ticket"])
         guard = {"phase": "output_guard", "decision": "deny" if violations else "allow", "dropped_passages": dropped}
         guard["violations"] = [v.model_dump() for v in violations]
         if violations:
-            event(state, "error", "reply", {"detail": "reply not sent", "guard": guard})
+            record(state, "reply", [("error", {"detail": "reply not sent", "guard": guard})])
             detail = "; ".join(f"{v.detail} [{v.rule_id}]" for v in violations)
             return _escalate("policy_denied", f"reply not sent: {detail}", "reply")
-        event(state, "reply", "reply", composed.model_dump(mode="json") | {"guard": guard})
+        record(state, "reply", [("reply", composed.model_dump(mode="json") | {"guard": guard})])
         return {"reply": composed.model_dump(mode="json")}
 
     def done(state: RunState) -> dict[str, Any]:

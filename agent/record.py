@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import JSON, Column, Text, UniqueConstraint, bindparam, insert, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, select
 
 from agent.integrity import (
@@ -55,6 +56,14 @@ EVENT_KINDS = (
     "reply",
     "error",
 )
+
+
+class NewEvent(NamedTuple):
+    """An event to append: what happened, at which graph node, with what data (plain JSON)."""
+
+    kind: str
+    node: str
+    payload: dict[str, Any]
 
 
 def utcnow() -> datetime:
@@ -215,8 +224,9 @@ class UnknownRunError(KeyError):
 
 class RunStore:
     """Writes and reads the record. Hot-path writes use SQLAlchemy Core on the same tables:
-    one short transaction each, no ORM unit of work. Payloads, tickets and plans are masked
-    before they are stored; each event is chained with the signer its run was created under."""
+    one short transaction per graph node, no ORM unit of work. Payloads, tickets and plans are
+    masked before they are stored; each event is chained with the signer its run was created
+    under, onto the chain head this process last wrote (read back only when unknown or stale)."""
 
     def __init__(self, engine: Engine, protection: RecordProtection | None = None, *, migrate: bool = True) -> None:
         self.engine = engine
@@ -237,6 +247,8 @@ class RunStore:
         )
         self._run_chain = select(runs.c.record_version, runs.c.chain).where(runs.c.id == bindparam("run_id"))
         self._chains = lru_cache(maxsize=1024)(self._load_chain)
+        self._heads: dict[str, tuple[int, str]] = {}  # run id -> (seq, hash) of the last event written here
+        self._stored_plans: set[str] = set()  # plan hashes known to be stored (plans never change)
 
     def create_run(self, ticket: dict[str, Any], versions: dict[str, str], run_id: str | None = None) -> Run:
         now = utcnow()
@@ -272,9 +284,10 @@ class RunStore:
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         with self.engine.begin() as conn:
-            changed = conn.execute(
-                update(self._runs).where(self._runs.c.id == run_id).values(**fields, updated_at=utcnow())
-            ).rowcount
+            self._update_run(conn, run_id, fields)
+
+    def _update_run(self, conn: Connection, run_id: str, fields: dict[str, Any]) -> None:
+        changed = conn.execute(update(self._runs).where(self._runs.c.id == run_id).values(**fields, updated_at=utcnow())).rowcount
         if not changed:
             raise UnknownRunError(run_id)
 
@@ -285,8 +298,11 @@ class RunStore:
             row = conn.execute(select(self._runs).where(self._runs.c.id == run_id)).mappings().first()
             if row is None:
                 raise UnknownRunError(run_id)
-            head = conn.execute(self._chain_head, {"run_id": run_id}).first()
-            last_seq, last_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
+            head = self._heads.pop(run_id, None)
+            if head is None:
+                last = conn.execute(self._chain_head, {"run_id": run_id}).first()
+                head = (last.seq, last.hash) if last else (0, GENESIS_HASH)
+            last_seq, last_hash = head
             if row["record_version"] == 1:
                 root = last_hash
             else:
@@ -297,35 +313,72 @@ class RunStore:
 
     def append_event(self, run_id: str, kind: str, node: str, payload: dict[str, Any]) -> RunEvent:
         """Append one event, masked and chained to the previous event's hash, in one transaction."""
-        if kind not in EVENT_KINDS:
-            raise ValueError(f"unknown event kind {kind!r}")
-        plain = _plain(payload)
+        return self.append_events(run_id, [NewEvent(kind, node, payload)])[-1]
+
+    def append_events(self, run_id: str, events: Sequence[NewEvent], **run_fields: Any) -> list[RunEvent]:
+        """Append events in order, each masked and chained to the one before, in one transaction
+        together with any change to the run row (`run_fields`): a graph node's whole record
+        lands at once or not at all."""
+        for new in events:
+            if new.kind not in EVENT_KINDS:
+                raise ValueError(f"unknown event kind {new.kind!r}")
+        plain = [_plain(new.payload) for new in events]
+        try:
+            return self._write_events(run_id, events, plain, run_fields, self._heads.get(run_id))
+        except IntegrityError:
+            # Another writer extended this run's chain (a re-leased run): chain onto its head.
+            self._heads.pop(run_id, None)
+            return self._write_events(run_id, events, plain, run_fields, None)
+
+    def _write_events(
+        self, run_id: str, events: Sequence[NewEvent], plain: list[Any], run_fields: dict[str, Any], head: tuple[int, str] | None
+    ) -> list[RunEvent]:
         record_version, signer = self._chains(run_id)
         with self.engine.begin() as conn:
-            last = conn.execute(self._chain_head, {"run_id": run_id}).first()
-            seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS_HASH)
-            masked, sealed = self.protection.protect(f"event:{run_id}:{seq}", run_id, plain)
-            created = utcnow()
-            if record_version == 1:
-                digest, versions = legacy_event_hash(prev, seq, kind, node, masked, created), None
-            else:
-                versions = self.versions
-                digest = event_digest(signer, prev, run_id, seq, kind, node, masked, versions, created)
-            row = {
-                "run_id": run_id,
-                "seq": seq,
-                "kind": kind,
-                "node": node,
-                "payload": masked,
-                "created_at": created,
-                "prev_hash": prev,
-                "hash": digest,
-                "versions": versions,
-            }
-            conn.execute(self._insert_event, row)
-            if sealed:
-                conn.execute(self._insert_sealed, sealed)
-        return RunEvent.model_construct(**row)  # validated parts only: constructing a table model costs more than the insert
+            if run_fields:
+                self._update_run(conn, run_id, run_fields)
+            if head is None:
+                last = conn.execute(self._chain_head, {"run_id": run_id}).first()
+                head = (last.seq, last.hash) if last else (0, GENESIS_HASH)
+            seq, prev = head
+            rows, sealed_rows = [], []
+            for new, payload in zip(events, plain, strict=True):
+                seq += 1
+                masked, sealed = self.protection.protect(f"event:{run_id}:{seq}", run_id, payload)
+                created = utcnow()
+                if record_version == 1:
+                    digest, versions = legacy_event_hash(prev, seq, new.kind, new.node, masked, created), None
+                else:
+                    versions = self.versions
+                    digest = event_digest(signer, prev, run_id, seq, new.kind, new.node, masked, versions, created)
+                rows.append(
+                    {
+                        "run_id": run_id,
+                        "seq": seq,
+                        "kind": new.kind,
+                        "node": new.node,
+                        "payload": masked,
+                        "created_at": created,
+                        "prev_hash": prev,
+                        "hash": digest,
+                        "versions": versions,
+                    }
+                )
+                sealed_rows += [sealed] if sealed else []
+                prev = digest
+            if rows:
+                conn.execute(self._insert_event, rows)
+            if sealed_rows:
+                conn.execute(self._insert_sealed, sealed_rows)
+        self._remember_head(run_id, (seq, prev))
+        # validated parts only: constructing a table model costs more than the insert
+        return [RunEvent.model_construct(**row) for row in rows]
+
+    def _remember_head(self, run_id: str, head: tuple[int, str]) -> None:
+        """The chain head this process last wrote, so the next append need not read it back."""
+        if len(self._heads) >= 4096:
+            self._heads.clear()
+        self._heads[run_id] = head
 
     def _load_chain(self, run_id: str) -> tuple[int, Signer]:
         """A run's record format and signer never change, so they are read once per run."""
@@ -346,6 +399,8 @@ class RunStore:
 
     def store_plan(self, plan: Plan) -> str:
         digest = plan.hash
+        if digest in self._stored_plans:
+            return digest
         table = StoredPlan.__table__
         with self.engine.begin() as conn:
             if conn.execute(select(table.c.hash).where(table.c.hash == digest)).first() is None:
@@ -353,6 +408,9 @@ class RunStore:
                 conn.execute(insert(table).values(hash=digest, template=plan.template, body=body, created_at=utcnow()))
                 if sealed:
                     conn.execute(self._insert_sealed, sealed)
+        if len(self._stored_plans) >= 4096:
+            self._stored_plans.clear()
+        self._stored_plans.add(digest)
         return digest
 
     def load_plan(self, digest: str) -> Plan:

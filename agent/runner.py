@@ -69,13 +69,18 @@ class Runner:
         return self._drive(run_id, Command(resume={"approved": approved, "by": by, "note": note}))
 
     def _result(self, run_id: str, state: dict[str, Any]) -> RunResult:
-        run = self.runtime.store.get_run(run_id)
         interrupts = state.get("__interrupt__") or []
         pending = [step for item in interrupts for step in (item.value or {}).get("steps", [])]
         reply = state.get("reply") or {}
+        if interrupts:
+            status = "waiting_approval"
+        elif state.get("status") in ("completed", "escalated", "failed"):
+            status = state["status"]  # what `done` stored
+        else:
+            status = self.runtime.store.get_run(run_id).status
         return RunResult(
             run_id=run_id,
-            status="waiting_approval" if interrupts else run.status,
+            status=status,
             route=state.get("route"),
             plan=state.get("plan"),
             plan_hash=state.get("plan_hash"),

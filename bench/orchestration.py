@@ -1,9 +1,11 @@
 """Orchestration overhead per ticket: everything except model inference.
 
-Routing decisions and model slot answers are computed once with the real models, then
-replayed, so the timed loop measures the graph, planner, policy, executor, tools, record
-and checkpoints. Baseline in the same run: the same plans' tool calls made directly, with
-no graph, record, checkpoint, policy or validation.
+Routing decisions, model slot answers and query embeddings are computed once with the real
+models, then replayed, so the timed loop measures the graph, planner, policy, executor, tools,
+record and checkpoints. Baselines in the same run: the same plans' tool calls made directly
+(no graph, record, checkpoint, policy or validation), and the engine floor: a LangGraph
+StateGraph of the same state schema and the same number of supersteps per ticket, with the same
+SQLite checkpointer and durability, whose nodes do nothing.
 
     python -m bench.orchestration [--tickets 200] [--out bench/results/orchestration.json]
 """
@@ -15,16 +17,25 @@ import json
 import statistics
 import tempfile
 import time
+import uuid
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.graph import END, START, StateGraph
+
+from agent.graph import RunState
 from agent.models.calls import ModelCall
 from agent.routing import RouteDecision
 from agent.runner import Runner
-from agent.runtime import Runtime
+from agent.runtime import Runtime, open_checkpoint_db
 from agent.settings import load_settings
 from agent.tickets import Ticket
 from bench.results import write_result
 from tools.base import ToolContext
+from tools.embeddings import Embedder
 from tools.sandbox.seed import seed_demo
 
 TICKETS = [
@@ -35,6 +46,9 @@ TICKETS = [
     Ticket(text="I want to speak to a manager", requester_email="omar@example.com"),
     Ticket(text="What is the capital of France?", requester_email="li.wei@example.com"),
 ]
+
+
+SUPERSTEPS = 7  # intake, route, plan, check, execute, reply, done: a one-step plan, the mix's median
 
 
 class ReplayRouter:
@@ -53,6 +67,20 @@ class ReplaySlotModel:
         return self.answers[ticket.text]
 
 
+class ReplayEmbedder:
+    """Serves each text's embedding from the first time it was computed (query embedding is inference)."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner, self.model_id = inner, inner.model_id
+        self.seen: dict[str, np.ndarray] = {}
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        missing = [t for t in texts if t not in self.seen]
+        if missing:
+            self.seen.update(zip(missing, self.inner.embed(missing), strict=True))
+        return np.stack([self.seen[t] for t in texts])
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
@@ -64,7 +92,7 @@ def settings_for(folder: Path, durability: str = "sync"):  # noqa: ANN201
 
 def time_caseplan(warm: Runtime, folder: Path, durability: str, decisions, slot_answers, count: int):  # noqa: ANN001, ANN201
     runtime = Runtime.build(
-        settings_for(folder, durability), embedder=warm.embedder, local_model=warm.local_model, router=ReplayRouter(decisions)
+        settings_for(folder, durability), embedder=ReplayEmbedder(warm.embedder), local_model=warm.local_model, router=ReplayRouter(decisions)
     )
     runtime.planner.filler.model = ReplaySlotModel(slot_answers)
     seed_demo(runtime.sandbox)
@@ -95,6 +123,28 @@ def time_direct_calls(runtime: Runtime, plans: list[list[dict]]) -> list[float]:
     return timings
 
 
+def engine_floor(folder: Path, durability: str, supersteps: int, count: int) -> list[float]:
+    """The graph engine alone: `supersteps` nodes that do nothing, chained by conditional edges
+    like caseplan's, over the same state schema, checkpointer and durability."""
+    graph = StateGraph(RunState)
+    names = [f"node{i}" for i in range(supersteps)]
+    for index, name in enumerate(names):
+        graph.add_node(name, lambda state, i=index: {"step_index": i, "status": "running"})
+    graph.add_edge(START, names[0])
+    for current, following in zip(names, names[1:]):
+        graph.add_conditional_edges(current, lambda state, nxt=following: nxt, [following])
+    graph.add_edge(names[-1], END)
+    compiled = graph.compile(checkpointer=SqliteSaver(open_checkpoint_db(folder / "floor.db")))
+    ticket = TICKETS[0].model_dump(mode="json")
+    timings = []
+    for _ in range(count):
+        config: Any = {"configurable": {"thread_id": uuid.uuid4().hex}}
+        started = time.perf_counter()
+        compiled.invoke({"run_id": "r", "ticket": ticket}, config, durability=durability)
+        timings.append((time.perf_counter() - started) * 1000)
+    return timings
+
+
 def served_decisions(warm: Runtime) -> tuple[dict[str, RouteDecision], dict[str, ModelCall]]:
     """Each ticket's routing decision and slot-model answer, computed once with the real models."""
     decisions = {t.text: warm.router.route(t) for t in TICKETS}
@@ -117,22 +167,27 @@ def main() -> None:
         warm = Runtime.build(settings_for(Path(tmp) / "warm"))
         seed_demo(warm.sandbox)
         decisions, slot_answers = served_decisions(warm)
-        modes = {}
+        modes, floors = {}, {}
         for durability in ("sync", "exit"):
             runtime, timings, plans = time_caseplan(warm, Path(tmp) / durability, durability, decisions, slot_answers, args.tickets)
             modes[durability] = {"p50_ms": round(statistics.median(timings), 2), "p95_ms": round(percentile(timings, 0.95), 2)}
+            floor = engine_floor(Path(tmp), durability, SUPERSTEPS, args.tickets)
+            floors[durability] = round(statistics.median(floor), 2)
         direct = time_direct_calls(runtime, plans)
 
     base = statistics.median(direct)
     result = {
-        "benchmark": "orchestration per ticket, model inference excluded (decisions replayed)",
+        "benchmark": "orchestration per ticket, model inference excluded (decisions and embeddings replayed)",
         "command": "python -m bench.orchestration",
         "tickets": args.tickets,
         "mix": [t.text for t in TICKETS],
         "caseplan": modes,
         "baseline_direct_tool_calls_p50_ms": round(base, 3),
+        "baseline_engine_floor_p50_ms": floors,
+        "engine_floor_supersteps": SUPERSTEPS,
         "ratio_p50_vs_direct": {mode: round(v["p50_ms"] / base, 1) for mode, v in modes.items()},
         "overhead_net_of_tool_work_p50_ms": {mode: round(v["p50_ms"] - base, 2) for mode, v in modes.items()},
+        "caseplan_own_code_p50_ms": {mode: round(v["p50_ms"] - base - floors[mode], 2) for mode, v in modes.items()},
         "target_p50_ms": 5.0,
     }
     write_result(args.out, result)

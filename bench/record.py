@@ -42,10 +42,10 @@ RECORDED = ("full_record", "full_record_hmac", "record_without_pii_masking")
 
 
 def without_record(runtime: Runtime) -> Runtime:
-    """The baseline: the run row (the runner reads its status back) and nothing else."""
+    """The baseline: the run row and nothing else."""
     store = runtime.store
     store.protection = RecordProtection()
-    store.append_event = lambda *args, **kwargs: None
+    store.append_events = lambda run_id, events, **run_fields: store.update_run(run_id, **run_fields) if run_fields else None
     store.store_plan = lambda plan: plan.hash
     store.finish_run = lambda run_id, **outcome: store.update_run(run_id, **outcome)
     return runtime

@@ -77,6 +77,10 @@ class Tool(ABC, Generic[InputT, OutputT]):
     output_model: ClassVar[type[BaseModel]]
     side_effects: ClassVar[bool]
     adapter: str = "local"  # what serves the tool (sandbox, zendesk, okta, ...); shown by `tools list`
+    # True when the tool waits on nothing outside this process and its own databases (the
+    # sandbox, the embedded index): the executor then calls it directly, because a timeout
+    # thread could not stop such work and its hand-off cost more than the call (bench.orchestration).
+    in_process: bool = False
 
     @abstractmethod
     def invoke(self, args: InputT, ctx: ToolContext) -> OutputT:

@@ -91,6 +91,7 @@ class EscalateToHuman(Tool[EscalateInput, EscalateOutput]):
         self.queue = queue
         self.notifiers = list(notifiers)
         self.adapter = "+".join(["queue", *(notifier.name for notifier in self.notifiers)])
+        self.in_process = not self.notifiers  # a notifier calls out (webhook, helpdesk)
 
     def invoke(self, args: EscalateInput, ctx: ToolContext) -> EscalateOutput:
         row, _ = self.queue.create(args, ctx)

@@ -57,6 +57,7 @@ class EmbeddedIndex:
     """Hybrid search over one folder; safe to share between threads (searches read a snapshot)."""
 
     backend_name = "embedded"
+    in_process = True
 
     def __init__(self, folder: Path, embedder: Embedder, config: RankingConfig | None = None, chunk_tokens: int = 300, overlap_tokens: int = 50) -> None:
         self.folder = folder

@@ -125,6 +125,7 @@ def hybrid_body(query: str, vector: Sequence[float], filters: Mapping[str, Filte
 # ---- the backend --------------------------------------------------------------------------
 class OpenSearchIndex:
     backend_name = "opensearch"
+    in_process = False
 
     def __init__(
         self,

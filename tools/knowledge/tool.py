@@ -10,6 +10,7 @@ from tools.contracts.knowledge import FilterValue, KnowledgeSearchInput, Knowled
 
 class SearchBackend(Protocol):
     backend_name: str
+    in_process: bool  # searches without leaving the process (the embedded index)
 
     def search(self, query: str, filters: dict[str, FilterValue], k: int) -> list[Passage]: ...
 
@@ -23,6 +24,7 @@ class KnowledgeSearch(Tool[KnowledgeSearchInput, KnowledgeSearchOutput]):
 
     def __init__(self, backend: SearchBackend) -> None:
         self.backend = backend
+        self.in_process = backend.in_process
 
     def invoke(self, args: KnowledgeSearchInput, ctx: ToolContext) -> KnowledgeSearchOutput:
         try:

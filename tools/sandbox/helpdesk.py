@@ -38,6 +38,7 @@ def _get_ticket(session: Session, ticket_id: str) -> SandboxTicket:
 
 class SandboxTicketLookup(TicketLookupTool):
     adapter = "sandbox"
+    in_process = True
 
     def __init__(self, store: SandboxStore) -> None:
         self.store = store
@@ -49,6 +50,7 @@ class SandboxTicketLookup(TicketLookupTool):
 
 class SandboxTicketUpdate(TicketUpdateTool):
     adapter = "sandbox"
+    in_process = True
 
     def __init__(self, store: SandboxStore) -> None:
         self.store = store

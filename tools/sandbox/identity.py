@@ -37,6 +37,7 @@ RESET_URL = "https://sandbox.caseplan.local/reset?token="
 
 class SandboxAccountLookup(AccountLookupTool):
     adapter = "sandbox"
+    in_process = True
 
     def __init__(self, store: SandboxStore) -> None:
         self.store = store
@@ -56,6 +57,7 @@ class SandboxAccountLookup(AccountLookupTool):
 
 class SandboxVerifyIdentity(VerifyIdentityTool):
     adapter = "sandbox"
+    in_process = True
 
     def __init__(self, store: SandboxStore) -> None:
         self.store = store
@@ -87,6 +89,7 @@ class SandboxVerifyIdentity(VerifyIdentityTool):
 
 class SandboxPasswordReset(PasswordResetTool):
     adapter = "sandbox"
+    in_process = True
 
     def __init__(self, store: SandboxStore) -> None:
         self.store = store
