@@ -3,6 +3,8 @@ and never repeats a side effect."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from agent.db import make_engine
@@ -122,6 +124,21 @@ def test_step_timeout_is_a_transient_error(ledger):
     result = executor.run_step(plan, plan.hash, plan.steps[0], {}, "run1")
     assert result.status == "failed"
     assert result.error["kind"] == "transient" and "timed out" in result.error["message"]
+
+
+@pytest.mark.parametrize("in_process", [True, False])
+def test_in_process_tools_run_in_the_callers_thread_others_under_the_timeout_thread(ledger, in_process):
+    tool = CountingSideEffect(delay_s=0.2)
+    tool.in_process = in_process
+    seen = []
+    invoke = tool.invoke
+    tool.invoke = lambda args, ctx: (seen.append(threading.get_ident()), invoke(args, ctx))[1]
+    executor = make_executor(ledger, tool, step_timeout_s=0.05, max_attempts=1)
+    plan = make_plan(Step(id="write", tool="record_note", args={"value": "x"}))
+    result = executor.run_step(plan, plan.hash, plan.steps[0], {}, "run1")
+    assert (seen == [threading.get_ident()]) is in_process
+    # the timeout bounds only calls it can stop waiting for: an in-process call finishes
+    assert result.status == ("succeeded" if in_process else "failed")
 
 
 def test_a_crashing_tool_fails_the_step_not_the_process(ledger):
