@@ -28,7 +28,7 @@ from agent.tooling import ranking_config
 from tools.embeddings import Embedder
 from tools.knowledge.documents import Document
 from tools.knowledge.embedded import EmbeddedIndex
-from tools.knowledge.ranking import MODES, query_windows
+from tools.knowledge.ranking import MODES
 
 DATASETS = ("banking_knowledge", "stackfaq")
 CUTOFFS = (5, 10, 20)
@@ -153,7 +153,7 @@ def open_eval_index(dataset: str, settings: Settings, embedder: Embedder) -> tup
 def evaluate(dataset: str, settings: Settings, embedder: Embedder, modes: Sequence[str] = MODES) -> RetrievalReport:
     index, cached, queries = open_eval_index(dataset, settings, embedder)
     if "bm25" not in modes or len(modes) > 1:  # embed every query window in large batches, once
-        cached.embed([w for q in queries for w in query_windows(q.text, settings.knowledge.query_window_tokens) or [q.text]])
+        cached.embed([w for q in queries for w in index.config.windows(q.text)])
         cached.save()
     results = []
     for mode in modes:
@@ -175,9 +175,11 @@ def evaluate(dataset: str, settings: Settings, embedder: Embedder, modes: Sequen
             "overlap_tokens": k.overlap_tokens,
             "fusion": k.fusion,
             "weights": {"bm25": k.bm25_weight, "dense": k.dense_weight},
+            "short_weights": {"bm25": k.short_bm25_weight, "dense": k.short_dense_weight},
             "rrf_k": k.rrf_k,
             "candidates": k.candidates,
             "query_window_tokens": k.query_window_tokens,
+            "window_tie_breaker": k.window_tie_breaker,
             "embedder": embedder.model_id,
         },
         results=results,
@@ -197,7 +199,12 @@ def markdown(report: RetrievalReport) -> str:
     for result in report.results:
         lines.append(f"| {result.mode} | " + " | ".join(f"{result.scores[m]:.3f}" for m in METRIC_NAMES) + " |")
     s = report.settings
-    lines += ["", f"Chunks of {s['chunk_tokens']} tokens, {s['overlap_tokens']} overlap; fusion {s['fusion']} {s['weights']}; embedder {s['embedder']}."]
+    lines += [
+        "",
+        f"Chunks of {s['chunk_tokens']} tokens, {s['overlap_tokens']} overlap; query windows of {s['query_window_tokens']} tokens"
+        f" (BM25 dis_max tie-breaker {s['window_tie_breaker']}); fusion {s['fusion']} {s['weights']}, one-window queries {s['short_weights']};"
+        f" embedder {s['embedder']}.",
+    ]
     return "\n".join(lines) + "\n"
 
 

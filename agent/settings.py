@@ -291,10 +291,13 @@ class KnowledgeSettings(_Section):
     overlap_tokens: int = Field(50, ge=0)
     fusion: Literal["rrf", "min_max"] = "min_max"
     rrf_k: int = Field(60, ge=1)
-    bm25_weight: float = Field(0.4, ge=0)  # min_max weights, tuned on banking_knowledge dev
-    dense_weight: float = Field(0.6, ge=0)
+    bm25_weight: float = Field(0.3, ge=0)  # min_max weights for queries of several windows (banking_knowledge dev)
+    dense_weight: float = Field(0.7, ge=0)
+    short_bm25_weight: float = Field(0.2, ge=0)  # for one-window queries (StackFAQ)
+    short_dense_weight: float = Field(0.8, ge=0)
     candidates: int = Field(100, ge=1, le=10000)  # per ranker, before fusion
-    query_window_tokens: int = Field(48, ge=8)  # longer queries are also embedded sentence window by window
+    query_window_tokens: int = Field(128, ge=8)  # longer queries are split into windows of sentences
+    window_tie_breaker: float = Field(0.1, ge=0, le=1)  # BM25 over windows: best window + this x the others
     opensearch: OpenSearchSettings = OpenSearchSettings()
 
     @model_validator(mode="after")

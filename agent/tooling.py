@@ -42,8 +42,10 @@ def ranking_config(knowledge: KnowledgeSettings) -> RankingConfig:
         fusion=knowledge.fusion,
         rrf_k=knowledge.rrf_k,
         weights={"bm25": knowledge.bm25_weight, "dense": knowledge.dense_weight},
+        short_weights={"bm25": knowledge.short_bm25_weight, "dense": knowledge.short_dense_weight},
         candidates=knowledge.candidates,
         query_window_tokens=knowledge.query_window_tokens,
+        window_tie_breaker=knowledge.window_tie_breaker,
     )
 
 

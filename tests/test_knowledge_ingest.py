@@ -110,7 +110,11 @@ def test_content_hash_changes_with_text_or_metadata_only():
 def test_knowledge_settings_come_from_config_and_env_and_bad_values_are_named():
     settings = load_settings(env={"CASEPLAN__KNOWLEDGE__FUSION": "rrf", "CASEPLAN__KNOWLEDGE__OPENSEARCH__URL": "https://search.example.com:9200"})
     assert settings.knowledge.fusion == "rrf" and settings.knowledge.opensearch.url == "https://search.example.com:9200"
-    assert (settings.knowledge.bm25_weight, settings.knowledge.dense_weight) == (0.4, 0.6)
+    assert (settings.knowledge.bm25_weight, settings.knowledge.dense_weight) == (0.3, 0.7)
+    assert (settings.knowledge.short_bm25_weight, settings.knowledge.short_dense_weight) == (0.2, 0.8)
+    assert load_settings(env={"CASEPLAN__KNOWLEDGE__WINDOW_TIE_BREAKER": "0.3"}).knowledge.window_tie_breaker == 0.3
+    with pytest.raises(ConfigError, match="window_tie_breaker"):
+        load_settings(env={"CASEPLAN__KNOWLEDGE__WINDOW_TIE_BREAKER": "2"})
     with pytest.raises(ConfigError, match="overlap_tokens"):
         load_settings(env={"CASEPLAN__KNOWLEDGE__OVERLAP_TOKENS": "400"})
     with pytest.raises(ConfigError, match="knowledge.fusion"):

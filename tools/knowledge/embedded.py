@@ -241,11 +241,12 @@ class EmbeddedIndex:
         if not state.chunks:
             return []
         starts = np.flatnonzero(np.diff(state.chunk_doc, prepend=-1))
-        rows = ranker_scores(query, state.bm25, state.vectors, self.embedder, self.config, mode)
+        windows = self.config.windows(query)
+        rows = ranker_scores(windows, state.bm25, state.vectors, self.embedder, self.config, mode)
         per_document = {name: group_max(values, starts) for name, values in rows.items()}
         docs = state.chunk_doc[starts]
         allowed = state.columns.mask(filters or {})[docs]
-        ranked = fuse_rows(per_document, allowed, self.config)
+        ranked = fuse_rows(per_document, allowed, self.config, self.config.weights_for(len(windows)))
         return [(state.documents[docs[row]].id, score) for row, score, _ in ranked.top(k)]
 
 

@@ -3,7 +3,9 @@
 Hybrid search uses OpenSearch's native `hybrid` query (a BM25 `match` and a `knn` clause, the
 same metadata filters inside both) through a search pipeline that this class creates
 idempotently: `normalization-processor` (min_max + arithmetic_mean with the configured
-weights) or `score-ranker-processor` (RRF, OpenSearch 2.19+). Clusters without the
+weights) or `score-ranker-processor` (RRF, OpenSearch 2.19+); a second pipeline (`-short`)
+carries the weights for one-window queries. A long query's windows become a `dis_max` of
+`match` clauses, as the embedded backend scores them. Clusters without the
 neural-search plugin get the client-side fallback: the two sub-queries run separately and
 are fused here with the embedded backend's fusion code.
 
@@ -71,9 +73,11 @@ def documents_index_body() -> dict[str, Any]:
     return {"mappings": {"dynamic": "strict", "properties": {"source": {"type": "keyword"}, "content_hash": {"type": "keyword"}, "chunks": {"type": "integer"}}}}
 
 
-def pipeline_body(config: RankingConfig) -> dict[str, Any]:
-    """The hybrid search pipeline; weights follow the sub-query order (BM25, then k-NN)."""
-    weights = [config.weights.get(BM25, 1.0), config.weights.get(DENSE, 1.0)]
+def pipeline_body(config: RankingConfig, weights_by_ranker: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """The hybrid search pipeline; weights (default: the long-query ones) follow the sub-query
+    order (BM25, then k-NN)."""
+    chosen = config.weights if weights_by_ranker is None else weights_by_ranker
+    weights = [chosen.get(BM25, 1.0), chosen.get(DENSE, 1.0)]
     if config.fusion == "rrf":
         processor = {"score-ranker-processor": {"combination": {"technique": "rrf", "rank_constant": config.rrf_k}}}
     else:
@@ -101,8 +105,14 @@ def filter_clauses(filters: Mapping[str, FilterValue]) -> list[dict[str, Any]]:
     return clauses
 
 
-def bm25_query(query: str, filters: Mapping[str, FilterValue]) -> dict[str, Any]:
-    return {"bool": {"must": [{"match": {"text": {"query": query}}}], "filter": filter_clauses(filters)}}
+def bm25_query(query: str | Sequence[str], filters: Mapping[str, FilterValue], tie_breaker: float = 0.0) -> dict[str, Any]:
+    """One `match`; several query windows: a `dis_max` of one `match` per window."""
+    windows = [query] if isinstance(query, str) else list(query)
+    if len(windows) == 1:
+        text: dict[str, Any] = {"match": {"text": {"query": windows[0]}}}
+    else:
+        text = {"dis_max": {"queries": [{"match": {"text": {"query": w}}} for w in windows], "tie_breaker": tie_breaker}}
+    return {"bool": {"must": [text], "filter": filter_clauses(filters)}}
 
 
 def knn_query(vector: Sequence[float], filters: Mapping[str, FilterValue], k: int) -> dict[str, Any]:
@@ -114,11 +124,13 @@ def knn_query(vector: Sequence[float], filters: Mapping[str, FilterValue], k: in
     return {"knn": {"embedding": clause}}
 
 
-def hybrid_body(query: str, vector: Sequence[float], filters: Mapping[str, FilterValue], k: int, candidates: int) -> dict[str, Any]:
+def hybrid_body(
+    query: str | Sequence[str], vector: Sequence[float], filters: Mapping[str, FilterValue], k: int, candidates: int, tie_breaker: float = 0.0
+) -> dict[str, Any]:
     return {
         "size": k,
         "_source": {"excludes": ["embedding"]},
-        "query": {"hybrid": {"pagination_depth": candidates, "queries": [bm25_query(query, filters), knn_query(vector, filters, candidates)]}},
+        "query": {"hybrid": {"pagination_depth": candidates, "queries": [bm25_query(query, filters, tie_breaker), knn_query(vector, filters, candidates)]}},
     }
 
 
@@ -192,27 +204,33 @@ class OpenSearchIndex:
                         raise
         return created
 
+    def pipeline_for(self, windows: int) -> str:
+        """The pipeline whose weights fit a query of `windows` windows."""
+        return f"{self.pipeline}-short" if windows <= 1 else self.pipeline
+
     def ensure_pipeline(self) -> bool:
-        """Create or update the search pipeline only when it differs; False if the cluster has
-        no search pipelines or neural search (then hybrid search fuses client-side)."""
-        wanted = pipeline_body(self.config)
-        path = f"/_search/pipeline/{self.pipeline}"
-        try:
-            current = self.client.transport.perform_request("GET", path).get(self.pipeline)
-        except NotFoundError:
-            current = None
-        except TransportError as exc:
-            log.warning("knowledge.opensearch_no_pipelines", error=str(exc.error))
-            self.native_hybrid = False
-            return False
-        if current is not None and current.get("phase_results_processors") == wanted["phase_results_processors"]:
-            return True
-        try:
-            self.client.transport.perform_request("PUT", path, body=wanted)
-        except TransportError as exc:
-            log.warning("knowledge.opensearch_pipeline_refused", error=str(exc.error))
-            self.native_hybrid = False
-            return False
+        """Create or update the two search pipelines only where they differ; False if the cluster
+        has no search pipelines or neural search (then hybrid search fuses client-side)."""
+        for windows in (2, 1):
+            name = self.pipeline_for(windows)
+            wanted = pipeline_body(self.config, self.config.weights_for(windows))
+            path = f"/_search/pipeline/{name}"
+            try:
+                current = self.client.transport.perform_request("GET", path).get(name)
+            except NotFoundError:
+                current = None
+            except TransportError as exc:
+                log.warning("knowledge.opensearch_no_pipelines", error=str(exc.error))
+                self.native_hybrid = False
+                return False
+            if current is not None and current.get("phase_results_processors") == wanted["phase_results_processors"]:
+                continue
+            try:
+                self.client.transport.perform_request("PUT", path, body=wanted)
+            except TransportError as exc:
+                log.warning("knowledge.opensearch_pipeline_refused", error=str(exc.error))
+                self.native_hybrid = False
+                return False
         return True
 
     # ---- ingestion ------------------------------------------------------------------------
@@ -291,22 +309,25 @@ class OpenSearchIndex:
             raise ValueError(f"unknown retrieval mode {mode!r} (known: {', '.join(MODES)})")
         check_filters(filters)
         candidates = max(k, self.config.candidates)
+        windows = self.config.windows(query)
+        tie = self.config.window_tie_breaker
         if mode == BM25:
-            hits = self._hits({"size": k, "query": bm25_query(query, filters)})
+            hits = self._hits({"size": k, "query": bm25_query(windows, filters, tie)})
             return [self._passage(hit, hit["_score"], {BM25: rank}) for rank, hit in enumerate(hits, start=1)]
-        vector = query_vector(query, self.embedder, self.config.query_window_tokens)
+        vector = query_vector(windows, self.embedder)
         if mode == DENSE:
             hits = self._hits({"size": k, "query": knn_query(vector, filters, candidates)})
             return [self._passage(hit, hit["_score"], {DENSE: rank}) for rank, hit in enumerate(hits, start=1)]
         if self.native_hybrid:
-            hits = self._hits(hybrid_body(query, vector, filters, k, candidates), params={"search_pipeline": self.pipeline})
+            body = hybrid_body(windows, vector, filters, k, candidates, tie)
+            hits = self._hits(body, params={"search_pipeline": self.pipeline_for(len(windows))})
             return [self._passage(hit, hit["_score"], {}) for hit in hits]  # sub-ranks are not reported by the pipeline
-        return self._client_side_hybrid(query, vector, filters, k, candidates)
+        return self._client_side_hybrid(windows, vector, filters, k, candidates)
 
-    def _client_side_hybrid(self, query: str, vector: np.ndarray, filters: dict[str, FilterValue], k: int, candidates: int) -> list[Passage]:
+    def _client_side_hybrid(self, windows: list[str], vector: np.ndarray, filters: dict[str, FilterValue], k: int, candidates: int) -> list[Passage]:
         """Two sub-queries, fused here exactly as the embedded backend fuses."""
         lists = {
-            BM25: self._hits({"size": candidates, "query": bm25_query(query, filters)}),
+            BM25: self._hits({"size": candidates, "query": bm25_query(windows, filters, self.config.window_tie_breaker)}),
             DENSE: self._hits({"size": candidates, "query": knn_query(vector, filters, candidates)}),
         }
         ids = sorted({hit["_id"] for hits in lists.values() for hit in hits})
@@ -318,7 +339,7 @@ class OpenSearchIndex:
             for hit in hits:
                 column[position[hit["_id"]]] = hit["_score"]
             scores[name] = column
-        fused = fuse(self.config.fusion, scores, self.config.weights, self.config.rrf_k) if ids else np.zeros(0)
+        fused = fuse(self.config.fusion, scores, self.config.weights_for(len(windows)), self.config.rrf_k) if ids else np.zeros(0)
         sub_ranks = {name: ranks(column) for name, column in scores.items()}
         order = np.argsort(-fused, kind="stable")[:k]
         return [self._passage(by_id[ids[i]], float(fused[i]), {name: int(r[i]) or None for name, r in sub_ranks.items()}) for i in order]
