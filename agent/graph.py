@@ -147,7 +147,7 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
         body = built.model_dump(mode="json")
         details = {"slot_sources": outcome.fill.sources, "rejected_slots": outcome.fill.rejected}
         record(state, "plan", [*events, ("plan", {"template": built.template, "plan_hash": digest, "plan": body, **details})])
-        return {"plan": built.model_dump(mode="json"), "plan_hash": digest, "step_index": 0, "outputs": {}}
+        return {"plan": body, "plan_hash": digest, "step_index": 0, "outputs": {}}
 
     def check(state: RunState) -> dict[str, Any]:
         built = current_plan(state)

@@ -248,7 +248,7 @@ class RunStore:
         self._run_chain = select(runs.c.record_version, runs.c.chain).where(runs.c.id == bindparam("run_id"))
         self._chains = lru_cache(maxsize=1024)(self._load_chain)
         self._heads: dict[str, tuple[int, str]] = {}  # run id -> (seq, hash) of the last event written here
-        self._stored_plans: set[str] = set()  # plan hashes known to be stored (plans never change)
+        self._stored_plans: dict[str, bool] = {}  # plan hashes known to be stored (plans never change)
 
     def create_run(self, ticket: dict[str, Any], versions: dict[str, str], run_id: str | None = None) -> Run:
         now = utcnow()
@@ -298,11 +298,7 @@ class RunStore:
             row = conn.execute(select(self._runs).where(self._runs.c.id == run_id)).mappings().first()
             if row is None:
                 raise UnknownRunError(run_id)
-            head = self._heads.pop(run_id, None)
-            if head is None:
-                last = conn.execute(self._chain_head, {"run_id": run_id}).first()
-                head = (last.seq, last.hash) if last else (0, GENESIS_HASH)
-            last_seq, last_hash = head
+            last_seq, last_hash = self._heads.pop(run_id, None) or self._read_head(conn, run_id)
             if row["record_version"] == 1:
                 root = last_hash
             else:
@@ -337,10 +333,7 @@ class RunStore:
         with self.engine.begin() as conn:
             if run_fields:
                 self._update_run(conn, run_id, run_fields)
-            if head is None:
-                last = conn.execute(self._chain_head, {"run_id": run_id}).first()
-                head = (last.seq, last.hash) if last else (0, GENESIS_HASH)
-            seq, prev = head
+            seq, prev = head or self._read_head(conn, run_id)
             rows, sealed_rows = [], []
             for new, payload in zip(events, plain, strict=True):
                 seq += 1
@@ -370,15 +363,14 @@ class RunStore:
                 conn.execute(self._insert_event, rows)
             if sealed_rows:
                 conn.execute(self._insert_sealed, sealed_rows)
-        self._remember_head(run_id, (seq, prev))
+        _remember(self._heads, run_id, (seq, prev))  # so the next append need not read it back
         # validated parts only: constructing a table model costs more than the insert
         return [RunEvent.model_construct(**row) for row in rows]
 
-    def _remember_head(self, run_id: str, head: tuple[int, str]) -> None:
-        """The chain head this process last wrote, so the next append need not read it back."""
-        if len(self._heads) >= 4096:
-            self._heads.clear()
-        self._heads[run_id] = head
+    def _read_head(self, conn: Connection, run_id: str) -> tuple[int, str]:
+        """(seq, hash) of the run's last stored event; (0, genesis) before the first."""
+        last = conn.execute(self._chain_head, {"run_id": run_id}).first()
+        return (last.seq, last.hash) if last else (0, GENESIS_HASH)
 
     def _load_chain(self, run_id: str) -> tuple[int, Signer]:
         """A run's record format and signer never change, so they are read once per run."""
@@ -408,9 +400,7 @@ class RunStore:
                 conn.execute(insert(table).values(hash=digest, template=plan.template, body=body, created_at=utcnow()))
                 if sealed:
                     conn.execute(self._insert_sealed, sealed)
-        if len(self._stored_plans) >= 4096:
-            self._stored_plans.clear()
-        self._stored_plans.add(digest)
+        _remember(self._stored_plans, digest, True)
         return digest
 
     def load_plan(self, digest: str) -> Plan:
@@ -460,6 +450,13 @@ class RunStore:
             if run_id:
                 query = query.where(Approval.run_id == run_id)
             return session.exec(query).all()
+
+
+def _remember(memo: dict[Any, Any], key: Any, value: Any, limit: int = 4096) -> None:
+    """Put into a per-process memo that starts over when full (it only saves reads)."""
+    if len(memo) >= limit:
+        memo.clear()
+    memo[key] = value
 
 
 def _plain(payload: Any) -> Any:

@@ -13,21 +13,21 @@ SQLite checkpointer and durability, whose nodes do nothing.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 
 from agent.graph import RunState
 from agent.models.calls import ModelCall
+from agent.retrieval_eval import CachedEmbedder
 from agent.routing import RouteDecision
 from agent.runner import Runner
 from agent.runtime import Runtime, open_checkpoint_db
@@ -67,18 +67,10 @@ class ReplaySlotModel:
         return self.answers[ticket.text]
 
 
-class ReplayEmbedder:
-    """Serves each text's embedding from the first time it was computed (query embedding is inference)."""
-
-    def __init__(self, inner: Embedder) -> None:
-        self.inner, self.model_id = inner, inner.model_id
-        self.seen: dict[str, np.ndarray] = {}
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        missing = [t for t in texts if t not in self.seen]
-        if missing:
-            self.seen.update(zip(missing, self.inner.embed(missing), strict=True))
-        return np.stack([self.seen[t] for t in texts])
+def replay_embedder(inner: Embedder, folder: Path) -> CachedEmbedder:
+    """Each text embedded once, then served from memory (query embedding is inference); the
+    file under `folder` is new and never written, so nothing stale is read."""
+    return CachedEmbedder(inner, folder / "replayed-embeddings.npz")
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -92,7 +84,7 @@ def settings_for(folder: Path, durability: str = "sync"):  # noqa: ANN201
 
 def time_caseplan(warm: Runtime, folder: Path, durability: str, decisions, slot_answers, count: int):  # noqa: ANN001, ANN201
     runtime = Runtime.build(
-        settings_for(folder, durability), embedder=ReplayEmbedder(warm.embedder), local_model=warm.local_model, router=ReplayRouter(decisions)
+        settings_for(folder, durability), embedder=replay_embedder(warm.embedder, folder), local_model=warm.local_model, router=ReplayRouter(decisions)
     )
     runtime.planner.filler.model = ReplaySlotModel(slot_answers)
     seed_demo(runtime.sandbox)
@@ -131,7 +123,7 @@ def engine_floor(folder: Path, durability: str, supersteps: int, count: int) -> 
     for index, name in enumerate(names):
         graph.add_node(name, lambda state, i=index: {"step_index": i, "status": "running"})
     graph.add_edge(START, names[0])
-    for current, following in zip(names, names[1:]):
+    for current, following in itertools.pairwise(names):
         graph.add_conditional_edges(current, lambda state, nxt=following: nxt, [following])
     graph.add_edge(names[-1], END)
     compiled = graph.compile(checkpointer=SqliteSaver(open_checkpoint_db(folder / "floor.db")))

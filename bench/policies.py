@@ -30,7 +30,7 @@ from agent.runner import Runner
 from agent.runtime import Runtime
 from agent.settings import load_settings
 from agent.tickets import Ticket
-from bench.orchestration import TICKETS, ReplayEmbedder, ReplayRouter, percentile
+from bench.orchestration import TICKETS, ReplayRouter, percentile, replay_embedder
 from bench.results import write_result
 from policies.engine import StepDecision, Verdict
 from policies.guard import GuardReport
@@ -62,7 +62,7 @@ def load_tickets(evaldata: Path, bitext: int) -> dict[str, list[Ticket]]:
 
 def build(folder: Path, warm: Runtime, decisions: dict[str, Any], policy_file: Path) -> Runtime:
     settings = load_settings(env={"CASEPLAN_DATA_DIR": str(folder), "CASEPLAN__POLICIES__FILES": f"[{policy_file}]"})
-    runtime = Runtime.build(settings, embedder=ReplayEmbedder(warm.embedder), local_model=warm.local_model, router=ReplayRouter(decisions))
+    runtime = Runtime.build(settings, embedder=replay_embedder(warm.embedder, folder), local_model=warm.local_model, router=ReplayRouter(decisions))
     runtime.planner.filler.model = None
     seed_demo(runtime.sandbox)
     return runtime

@@ -33,7 +33,15 @@ from agent.record import RecordProtection
 from agent.runner import Runner
 from agent.runtime import Runtime
 from agent.settings import load_settings
-from bench.orchestration import TICKETS, ReplayEmbedder, ReplayRouter, ReplaySlotModel, percentile, served_decisions, settings_for
+from bench.orchestration import (
+    TICKETS,
+    ReplayRouter,
+    ReplaySlotModel,
+    percentile,
+    replay_embedder,
+    served_decisions,
+    settings_for,
+)
 from bench.results import write_result
 from tools.sandbox.seed import seed_demo
 
@@ -66,7 +74,7 @@ def build(folder: Path, warm: Runtime, decisions: dict, answers: dict, signed: b
     """A runtime on its own SQLite files, checkpointing only at the end (less noise per run)."""
     env = {"CASEPLAN_DATA_DIR": str(folder), "CASEPLAN__CHECKPOINTS__DURABILITY": "exit", "CASEPLAN__RECORD__MASK_PII": str(masked)}
     with signing_key(signed):
-        runtime = Runtime.build(load_settings(env=env), embedder=ReplayEmbedder(warm.embedder), local_model=warm.local_model, router=ReplayRouter(decisions))
+        runtime = Runtime.build(load_settings(env=env), embedder=replay_embedder(warm.embedder, folder), local_model=warm.local_model, router=ReplayRouter(decisions))
     runtime.planner.filler.model = ReplaySlotModel(answers)
     seed_demo(runtime.sandbox)
     return runtime
