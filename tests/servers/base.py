@@ -9,6 +9,7 @@ import hashlib
 import json
 import threading
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
@@ -50,7 +51,7 @@ class Seen:
     replayed: bool = False  # answered from the idempotency record, not processed again
 
 
-class FakeApi:
+class FakeApi(ABC):
     """Subclasses implement `route`; `handle` adds auth, logging, faults and idempotency."""
 
     def __init__(self, auth: str | None = None) -> None:
@@ -60,8 +61,9 @@ class FakeApi:
         self._answers: dict[str, tuple[str, Reply]] = {}
         self._lock = threading.Lock()
 
+    @abstractmethod
     def route(self, seen: Seen) -> Reply:
-        raise NotImplementedError
+        """The API's answer to one request (auth, faults and idempotency already handled)."""
 
     def writes(self) -> list[Seen]:
         return [seen for seen in self.requests if seen.method != "GET"]
