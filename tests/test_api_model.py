@@ -11,11 +11,12 @@ import pytest
 import respx
 from pydantic import BaseModel
 
-from agent.models.api import ApiModel, ApiUnavailable, BudgetExceeded, TicketBudget, retry_after_s
+from agent.models.api import ApiModel, ApiUnavailable, BudgetExceeded, TicketBudget
 from agent.models.tasks import ApiRouteModel
 from agent.routing import Candidate, NearestNeighbourRouter, RouteDecision
 from agent.settings import ApiModelSettings, RouterSettings
 from agent.tickets import Ticket
+from tools.http import retry_after_s
 
 BASE = "https://api.example.test/v1"
 

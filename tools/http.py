@@ -29,7 +29,8 @@ _TAG = re.compile(r"<(script|style)\b.*?</\1>|<[^>]+>", re.IGNORECASE | re.DOTAL
 _ERROR_FIELDS = ("errorSummary", "description", "detail", "title", "message", "error")
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def retry_after_s(response: httpx.Response) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP date); None if absent or unreadable."""
     value = response.headers.get("Retry-After")
     if not value:
         return None
@@ -109,7 +110,7 @@ class HttpService:
         status = response.status_code
         if status == 429 or status >= 500:
             raise ToolError(
-                "transient", f"{self.name}: HTTP {status}: {_reason(response)}", status_code=status, retry_after=_retry_after(response)
+                "transient", f"{self.name}: HTTP {status}: {_reason(response)}", status_code=status, retry_after=retry_after_s(response)
             )
         if status in (401, 403):
             raise ToolError("denied", f"{self.name}: HTTP {status}: {_reason(response)}", status_code=status)

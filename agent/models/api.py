@@ -16,7 +16,6 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -26,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from agent.models.calls import ModelCall
 from agent.settings import ApiModelSettings
 from policies.pii import PII_KINDS, mask_text
+from tools.http import retry_after_s
 
 log = structlog.get_logger(__name__)
 
@@ -71,21 +71,6 @@ class TicketBudget:
         self.spent_tokens += call.prompt_tokens + call.completion_tokens
         self.spent_usd += call.cost_usd
         self.calls.append(call)
-
-
-def retry_after_s(response: httpx.Response) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP date); None if absent or unreadable."""
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 class ApiModel:
