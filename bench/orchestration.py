@@ -5,7 +5,8 @@ models, then replayed, so the timed loop measures the graph, planner, policy, ex
 record and checkpoints. Baselines in the same run: the same plans' tool calls made directly
 (no graph, record, checkpoint, policy or validation), and the engine floor: a LangGraph
 StateGraph of the same state schema and the same number of supersteps per ticket, with the same
-SQLite checkpointer and durability, whose nodes do nothing.
+SQLite checkpointer and durability, whose nodes do nothing. Floor and caseplan runs alternate
+ticket by ticket, so their ratio holds on a machine whose speed drifts during the run.
 
     python -m bench.orchestration [--tickets 200] [--out bench/results/orchestration.json]
 """
@@ -19,6 +20,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,22 +85,27 @@ def settings_for(folder: Path, durability: str = "sync"):  # noqa: ANN201
 
 
 def time_caseplan(warm: Runtime, folder: Path, durability: str, decisions, slot_answers, count: int):  # noqa: ANN001, ANN201
+    """Per ticket: caseplan's time and, interleaved with it, one engine-floor run, so a machine
+    that slows down mid-run slows both sides alike and their ratio stays comparable."""
     runtime = Runtime.build(
         settings_for(folder, durability), embedder=replay_embedder(warm.embedder, folder), local_model=warm.local_model, router=ReplayRouter(decisions)
     )
     runtime.planner.filler.model = ReplaySlotModel(slot_answers)
     seed_demo(runtime.sandbox)
     runner = Runner(runtime)
+    floor = engine_floor(folder, durability, SUPERSTEPS)
     for ticket in TICKETS:  # warm caches and first-time table creation
         runner.submit(ticket)
-    timings, steps = [], []
+        floor()
+    timings, floor_timings, steps = [], [], []
     for index in range(count):
+        floor_timings.append(floor())
         ticket = TICKETS[index % len(TICKETS)]
         started = time.perf_counter()
         result = runner.submit(ticket)
         timings.append((time.perf_counter() - started) * 1000)
         steps.append(result.steps)
-    return runtime, timings, steps
+    return runtime, timings, floor_timings, steps
 
 
 def time_direct_calls(runtime: Runtime, plans: list[list[dict]]) -> list[float]:
@@ -115,9 +122,10 @@ def time_direct_calls(runtime: Runtime, plans: list[list[dict]]) -> list[float]:
     return timings
 
 
-def engine_floor(folder: Path, durability: str, supersteps: int, count: int) -> list[float]:
+def engine_floor(folder: Path, durability: str, supersteps: int) -> Callable[[], float]:
     """The graph engine alone: `supersteps` nodes that do nothing, chained by conditional edges
-    like caseplan's, over the same state schema, checkpointer and durability."""
+    like caseplan's, over the same state schema, checkpointer and durability. Returns a function
+    that runs one ticket through it and gives its time in ms."""
     graph = StateGraph(RunState)
     names = [f"node{i}" for i in range(supersteps)]
     for index, name in enumerate(names):
@@ -128,13 +136,14 @@ def engine_floor(folder: Path, durability: str, supersteps: int, count: int) -> 
     graph.add_edge(names[-1], END)
     compiled = graph.compile(checkpointer=SqliteSaver(open_checkpoint_db(folder / "floor.db")))
     ticket = TICKETS[0].model_dump(mode="json")
-    timings = []
-    for _ in range(count):
+
+    def run_once() -> float:
         config: Any = {"configurable": {"thread_id": uuid.uuid4().hex}}
         started = time.perf_counter()
         compiled.invoke({"run_id": "r", "ticket": ticket}, config, durability=durability)
-        timings.append((time.perf_counter() - started) * 1000)
-    return timings
+        return (time.perf_counter() - started) * 1000
+
+    return run_once
 
 
 def served_decisions(warm: Runtime) -> tuple[dict[str, RouteDecision], dict[str, ModelCall]]:
@@ -161,9 +170,8 @@ def main() -> None:
         decisions, slot_answers = served_decisions(warm)
         modes, floors = {}, {}
         for durability in ("sync", "exit"):
-            runtime, timings, plans = time_caseplan(warm, Path(tmp) / durability, durability, decisions, slot_answers, args.tickets)
+            runtime, timings, floor, plans = time_caseplan(warm, Path(tmp) / durability, durability, decisions, slot_answers, args.tickets)
             modes[durability] = {"p50_ms": round(statistics.median(timings), 2), "p95_ms": round(percentile(timings, 0.95), 2)}
-            floor = engine_floor(Path(tmp), durability, SUPERSTEPS, args.tickets)
             floors[durability] = round(statistics.median(floor), 2)
         direct = time_direct_calls(runtime, plans)
 
@@ -178,6 +186,7 @@ def main() -> None:
         "baseline_engine_floor_p50_ms": floors,
         "engine_floor_supersteps": SUPERSTEPS,
         "ratio_p50_vs_direct": {mode: round(v["p50_ms"] / base, 1) for mode, v in modes.items()},
+        "ratio_p50_vs_engine_floor": {mode: round(v["p50_ms"] / floors[mode], 2) for mode, v in modes.items()},
         "overhead_net_of_tool_work_p50_ms": {mode: round(v["p50_ms"] - base, 2) for mode, v in modes.items()},
         "caseplan_own_code_p50_ms": {mode: round(v["p50_ms"] - base - floors[mode], 2) for mode, v in modes.items()},
         "target_p50_ms": 5.0,
