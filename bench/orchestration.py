@@ -8,7 +8,7 @@ StateGraph of the same state schema and the same number of supersteps per ticket
 SQLite checkpointer and durability, whose nodes do nothing. Floor and caseplan runs alternate
 ticket by ticket, so their ratio holds on a machine whose speed drifts during the run.
 
-    python -m bench.orchestration [--tickets 200] [--out bench/results/orchestration.json]
+    python -m bench.orchestration [--tickets 300] [--out bench/results/orchestration.json]
 """
 
 from __future__ import annotations
