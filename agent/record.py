@@ -431,15 +431,23 @@ class RunStore:
             return approval
 
     def decide_approval(self, run_id: str, approved: bool, by: str, note: str = "") -> Approval | None:
-        """Record a person's answer on the run's pending approval (None: nothing was pending)."""
+        """Record a person's answer on the run's pending approval (None: nothing was pending).
+        The update only applies while the row is still pending, so of two people answering at
+        once exactly one wins and the other gets None, never a silently overwritten answer."""
+        table = Approval.__table__
         with Session(self.engine, expire_on_commit=False) as session:
             pending = session.exec(select(Approval).where(Approval.run_id == run_id, Approval.status == "pending")).first()
             if pending is None:
                 return None
-            pending.status = "approved" if approved else "rejected"
-            pending.decided_at, pending.decided_by, pending.note = utcnow(), by, note
-            session.add(pending)
+            won = session.connection().execute(
+                update(table)
+                .where(table.c.id == pending.id, table.c.status == "pending")
+                .values(status="approved" if approved else "rejected", decided_at=utcnow(), decided_by=by, note=note)
+            ).rowcount
             session.commit()
+            if not won:
+                return None
+            session.refresh(pending)
             return pending
 
     def approvals(self, status: str | None = None, run_id: str | None = None) -> Sequence[Approval]:

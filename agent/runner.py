@@ -27,6 +27,13 @@ class RunResult(BaseModel):
     error: str | None = None
 
 
+class ApprovalNotPending(LookupError):
+    """The run has no approval waiting (never asked, or someone else answered first)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id} has no pending approval")
+
+
 class Runner:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -65,7 +72,8 @@ class Runner:
 
     def answer_approval(self, run_id: str, approved: bool, by: str, note: str = "") -> RunResult:
         self.runtime.store.get_run(run_id)
-        self.runtime.store.decide_approval(run_id, approved, by, note)
+        if self.runtime.store.decide_approval(run_id, approved, by, note) is None:
+            raise ApprovalNotPending(run_id)
         return self._drive(run_id, Command(resume={"approved": approved, "by": by, "note": note}))
 
     def _result(self, run_id: str, state: dict[str, Any]) -> RunResult:

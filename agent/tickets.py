@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from tools.contracts.types import Email, TicketId
+
+
+def _without_nul(value: str) -> str:
+    """NUL cannot be stored in PostgreSQL text and has no place in a ticket."""
+    if "\x00" in value:
+        raise ValueError("contains NUL characters")
+    return value
+
+
+NO_NUL = AfterValidator(_without_nul)
 
 
 class Ticket(BaseModel):
@@ -16,13 +26,13 @@ class Ticket(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True, frozen=True)
 
-    text: str = Field(min_length=1)
-    subject: str | None = Field(None, max_length=500)
+    text: Annotated[str, Field(min_length=1), NO_NUL]
+    subject: Annotated[str, Field(max_length=500), NO_NUL] | None = None
     ticket_id: TicketId | None = None
     requester_email: Email | None = None
-    tags: list[str] = Field(default_factory=list, max_length=50)
-    customer_tier: str | None = Field(None, max_length=50)
-    channel: str | None = Field(None, max_length=50)
+    tags: list[Annotated[str, Field(min_length=1, max_length=100), NO_NUL]] = Field(default_factory=list, max_length=50)
+    customer_tier: Annotated[str, Field(max_length=50), NO_NUL] | None = None
+    channel: Annotated[str, Field(max_length=50), NO_NUL] | None = None
 
     @property
     def full_text(self) -> str:
@@ -51,8 +61,6 @@ def parse_ticket(data: Any, max_chars: int) -> Ticket:
         raise TicketError(f"invalid ticket: {_validation_summary(exc)}") from None
     if len(ticket.text) > max_chars:
         raise TicketError(f"ticket text is {len(ticket.text)} characters; the limit is {max_chars}")
-    if "\x00" in ticket.full_text:
-        raise TicketError("ticket text contains NUL characters")
     return ticket
 
 

@@ -39,6 +39,10 @@ def _iban_ok(raw: str) -> bool:
     return int(numeric) % 97 == 1
 
 
+# "2026-11-25 11:44" has a phone number's shape; a timestamp in a log line is not one.
+_ISO_DATE = re.compile(r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])(?!\d)")
+
+
 @dataclass(frozen=True)
 class _Detector:
     kind: str
@@ -66,7 +70,7 @@ _DETECTORS = (
     _Detector(
         "phone",
         re.compile(r"(?<![\w@+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)\s?)?\d{2,4}(?:[\s.-]\d{2,5}){1,4}(?![\w@])"),
-        lambda raw: 9 <= len(re.sub(r"\D", "", raw)) <= 15,
+        lambda raw: 9 <= len(re.sub(r"\D", "", raw)) <= 15 and not _ISO_DATE.match(raw),
     ),
 )
 

@@ -37,6 +37,8 @@ def test_every_detector_is_covered_by_the_at_or_digit_prefilter():
         "card 4111 1111 1111 1112",  # fails Luhn
         "IBAN DE89 3704 0044 0532 0130 01",  # fails mod 97
         "version 2.13.0 released 2026-11-25",
+        "2026-11-25 11:44:15.422532 [error] unhandled error",  # a log line's timestamp
+        "retry at 2026-11-25T11:44:15+00:00",
     ],
 )
 def test_leaves_non_pii_alone(text):

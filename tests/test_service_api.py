@@ -17,6 +17,7 @@ from tests.conftest import make_settings
 from tests.servers.base import LoopbackServer
 from tests.servers.platform import PlatformHooks
 from tests.service_support import serve
+from tools.base import ToolContext
 from tools.sandbox.models import SandboxComment, SandboxResetRequest
 from tools.sandbox.seed import seed_demo
 from tools.webhooks import EVENT_HEADER
@@ -120,6 +121,9 @@ def test_bad_input_gets_problem_documents_and_loses_nothing(build):
             (client.post("/v1/tickets", json={"subject": "no text"}, headers=key), 422, "text"),
             (client.post("/v1/tickets", json=RESET), 422, "Idempotency-Key"),
             (client.post("/v1/tickets", json={**RESET, "text": "nul\x00byte"}, headers=key), 422, "NUL"),
+            (client.post("/v1/tickets", json={**RESET, "tags": ["a\x00b"]}, headers=key), 422, "NUL"),
+            (client.post("/v1/tickets", json={**RESET, "customer_tier": "vip\x00"}, headers=key), 422, "NUL"),
+            (client.post("/v1/tickets", json={**RESET, "tags": ["t" * 101]}, headers=key), 422, "at most 100 characters"),
             (client.get("/v1/runs/run_nope"), 404, "unknown run id"),
         ]
         for response, status, words in cases:
@@ -178,6 +182,26 @@ def test_escalation_claim_resolve_with_reply_reaches_the_ticket(build):
     with runtime.sandbox.session() as session:
         comments = session.exec(select(SandboxComment).where(SandboxComment.ticket_id == "1001")).all()
     assert [c.body for c in comments if c.public] == [reply]
+
+
+def test_escalation_queue_pages_past_the_first_hundred(build):
+    runtime = build()
+    tool = runtime.registry.get("escalate_to_human")
+    args = tool.input_model.model_validate({"reason": "customer_request", "summary": "wants a person"})
+    created = [tool.invoke(args, ToolContext(f"run{i}", "escalate", f"key{i}")).escalation_id for i in range(105)]
+    with serve(runtime, workers=0) as service, service.client("agent") as agent:
+        first = [row["id"] for row in agent.get("/v1/escalations", params={"status": "open"}).json()]
+        rest = [row["id"] for row in agent.get("/v1/escalations", params={"status": "open", "offset": 100}).json()]
+        assert (len(first), len(rest)) == (100, 5) and sorted(first + rest) == sorted(created)
+        assert agent.get("/v1/escalations", params={"limit": 501}).status_code == 422
+        assert agent.get("/v1/escalations", params={"offset": -1}).status_code == 422
+        agent.cookies.set("caseplan_key", service.keys["agent"])
+        page_one = agent.get("/console/escalations", params={"status": "open"}).text
+        assert 'id="older"' in page_one and 'id="newer"' not in page_one
+        page_two = agent.get("/console/escalations", params={"status": "open", "page": "2"}).text
+        assert 'id="newer"' in page_two and 'id="older"' not in page_two
+        assert all(escalation_id in page_two for escalation_id in rest)
+        assert agent.get("/console/escalations", params={"page": "²"}).status_code == 200  # not a page number: the first
 
 
 def test_health_readiness_and_metrics(build):

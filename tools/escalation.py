@@ -29,7 +29,7 @@ class Escalation(SQLModel, table=True):
     queue: str = Field(index=True)
     summary: str
     evidence: list[str] = Field(default_factory=list, sa_column=Column(JSON))
-    status: str = Field(default="open", index=True)  # open | claimed | resolved
+    status: str = Field(default="open", index=True)  # open | claimed | resolving | resolved
     claimed_by: str | None = None
     resolution: str | None = None
     created_at: datetime = Field(default_factory=_utcnow)

@@ -7,7 +7,7 @@ through the same desk, approval and audit functions as the JSON API, under the s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -18,7 +18,7 @@ from agent.audit import RunQuery, list_runs, run_timeline, verify_run
 from agent.record import UnknownRunError
 from agent.service.auth import COOKIE, actor, context
 from agent.service.context import ServiceContext
-from agent.service.desk import DeskError
+from agent.service.desk import DeskError, EscalationStatus
 from agent.service.models import ApiKey
 from agent.service.problems import ProblemError
 from agent.service.routes.approvals import decide
@@ -27,6 +27,7 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 Ctx = Annotated[ServiceContext, Depends(context)]
 MAX_FORM_BYTES = 16384
+ESCALATIONS_PAGE = 100
 
 
 class LoginRequired(Exception):
@@ -109,10 +110,13 @@ def logout() -> Response:
 
 
 @router.get("/escalations", response_class=HTMLResponse)
-def escalations(request: Request, user: User, ctx: Ctx, status: str = "open", queue: str = "", flash: str = "") -> HTMLResponse:
+def escalations(request: Request, user: User, ctx: Ctx, status: str = "open", queue: str = "", page: str = "1", flash: str = "") -> HTMLResponse:
     _allow(user, "agent")
-    rows = ctx.desk.list(status if status in ("open", "claimed", "resolved") else None, queue or None)
-    return _page(request, "escalations.html", user, rows=rows, status=status, queue=queue, flash=flash, me=actor(user))
+    number = int(page) if page.isascii() and page.isdigit() and 0 < len(page) <= 6 and int(page) > 0 else 1
+    statuses = get_args(EscalationStatus)
+    rows = ctx.desk.list(status if status in statuses else None, queue or None, ESCALATIONS_PAGE, (number - 1) * ESCALATIONS_PAGE)
+    more = len(rows) == ESCALATIONS_PAGE
+    return _page(request, "escalations.html", user, rows=rows, status=status, statuses=[*statuses, "all"], queue=queue, page=number, more=more, flash=flash, me=actor(user))
 
 
 def _evidence(ctx: ServiceContext, run_id: str) -> dict[str, Any]:

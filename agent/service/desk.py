@@ -1,10 +1,14 @@
 """The escalation desk: people claim, release and resolve escalations; a resolution may carry
-a reply to the customer, sent through the `ticket_update` tool once (ledger, idempotency key)."""
+a reply to the customer, sent through the `ticket_update` tool once (ledger, idempotency key).
+
+Every move is one conditional UPDATE, so of two people (or two tabs) acting at once exactly one
+wins and the other gets a 409. Resolving passes through `resolving` while the reply is sent."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from pydantic import ValidationError
 from sqlalchemy import update
@@ -13,6 +17,11 @@ from sqlmodel import Session, select
 from agent.runtime import Runtime
 from tools.base import ToolContext, ToolError
 from tools.escalation import Escalation
+
+EscalationStatus = Literal["open", "claimed", "resolving", "resolved"]
+# A `resolving` escalation whose request died (a crash while the reply was being sent) can be
+# resolved again by its holder after this long; longer than a helpdesk call with its retries.
+RESOLVE_LEASE = timedelta(minutes=5)
 
 
 class DeskError(Exception):
@@ -30,9 +39,10 @@ class EscalationDesk:
         self.engine = runtime.engine
         self._table = Escalation.__table__
 
-    def list(self, status: str | None = None, queue: str | None = None, limit: int = 100) -> Sequence[Escalation]:
+    def list(self, status: str | None = None, queue: str | None = None, limit: int = 100, offset: int = 0) -> Sequence[Escalation]:
+        """Oldest first (the order a queue is worked in), a page at a time."""
         with Session(self.engine) as session:
-            query = select(Escalation).order_by(Escalation.created_at).limit(limit)
+            query = select(Escalation).order_by(Escalation.created_at, Escalation.id).offset(offset).limit(limit)
             if status:
                 query = query.where(Escalation.status == status)
             if queue:
@@ -46,12 +56,15 @@ class EscalationDesk:
             raise DeskError(404, f"unknown escalation id {escalation_id!r}")
         return row
 
-    def _transition(self, escalation_id: str, where_status: str, holder: str | None, **values: object) -> bool:
-        """Move one escalation from `where_status` (held by `holder`, when given) in one UPDATE."""
+    def _transition(self, escalation_id: str, where_status: str, holder: str | None, idle_since: datetime | None = None, **values: object) -> bool:
+        """Move one escalation from `where_status` (held by `holder`, when given; untouched since
+        `idle_since`, when given) in one UPDATE."""
         t = self._table
         condition = [t.c.id == escalation_id, t.c.status == where_status]
         if holder is not None:
             condition.append(t.c.claimed_by == holder)
+        if idle_since is not None:
+            condition.append(t.c.updated_at < idle_since)
         with self.engine.begin() as conn:
             return bool(conn.execute(update(t).where(*condition).values(**values, updated_at=datetime.now(UTC))).rowcount)
 
@@ -69,14 +82,21 @@ class EscalationDesk:
         return self.get(escalation_id)
 
     def resolve(self, escalation_id: str, by: str, resolution: str, reply: str | None = None) -> tuple[Escalation, dict | None]:
-        """Resolve an escalation you hold. The reply goes out first: if the helpdesk refuses it,
-        the escalation stays claimed and nothing is lost."""
-        row = self.get(escalation_id)
-        if row.status != "claimed" or row.claimed_by != by:
-            raise DeskError(409, self._why_not(row, by))
-        sent = self._send_reply(row, reply) if reply else None
-        if not self._transition(escalation_id, "claimed", by, status="resolved", resolution=resolution):
+        """Resolve an escalation you hold. It turns `resolving` first, so the one request that
+        wins is the one whose reply is sent and whose resolution is stored. If the helpdesk
+        refuses the reply, the escalation goes back to claimed and nothing is lost."""
+        stale = datetime.now(UTC) - RESOLVE_LEASE
+        if not (
+            self._transition(escalation_id, "claimed", by, status="resolving", resolution=resolution)
+            or self._transition(escalation_id, "resolving", by, idle_since=stale, resolution=resolution)
+        ):
             raise DeskError(409, self._why_not(self.get(escalation_id), by))
+        try:
+            sent = self._send_reply(self.get(escalation_id), reply) if reply else None
+        except Exception:
+            self._transition(escalation_id, "resolving", by, status="claimed", resolution=None)
+            raise
+        self._transition(escalation_id, "resolving", by, status="resolved")
         return self.get(escalation_id), sent
 
     def _send_reply(self, row: Escalation, reply: str) -> dict:
@@ -105,6 +125,8 @@ class EscalationDesk:
     def _why_not(row: Escalation, by: str) -> str:
         if row.status == "resolved":
             return f"escalation {row.id} is already resolved"
+        if row.status == "resolving":
+            return f"escalation {row.id} is being resolved by {row.claimed_by}"
         if row.status == "claimed" and row.claimed_by != by:
             return f"escalation {row.id} is claimed by {row.claimed_by}"
         if row.status == "open":

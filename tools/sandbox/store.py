@@ -8,6 +8,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from tools.sandbox.models import SandboxIdempotency, SandboxTable
@@ -35,5 +36,12 @@ class SandboxStore:
                 return output_model.model_validate(seen.response)
             result = action(session)
             session.add(SandboxIdempotency(key=key, tool=tool, response=result.model_dump(mode="json")))
-            session.commit()
+            try:
+                session.commit()
+            except IntegrityError:  # the same key committed first on another connection: its answer stands
+                session.rollback()
+                seen = session.get(SandboxIdempotency, key)
+                if seen is None:
+                    raise
+                return output_model.model_validate(seen.response)
             return result

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
 from agent.service.auth import actor, context, require
 from agent.service.context import ServiceContext
-from agent.service.desk import DeskError
+from agent.service.desk import DeskError, EscalationStatus
 from agent.service.models import ApiKey
 from agent.service.problems import PROBLEMS, ProblemError
 from agent.service.schemas import EscalationOut, ResolveBody, ResolvedOut
@@ -30,10 +30,13 @@ def _desk(call):  # noqa: ANN001, ANN202 (a thin adapter from desk errors to pro
 def list_escalations(
     _: Agent,
     ctx: Ctx,
-    status: Annotated[Literal["open", "claimed", "resolved"] | None, Query()] = None,
+    status: Annotated[EscalationStatus | None, Query()] = None,
     queue: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> list[EscalationOut]:
-    return [EscalationOut.of(row) for row in ctx.desk.list(status, queue)]
+    """Oldest first, the order the queue is worked in; page with `offset` and `limit`."""
+    return [EscalationOut.of(row) for row in ctx.desk.list(status, queue, limit, offset)]
 
 
 @router.get("/{escalation_id}", response_model=EscalationOut, responses=PROBLEMS)

@@ -68,9 +68,12 @@ def _accept(ctx: ServiceContext, ticket: Ticket, key: ApiKey, idempotency_key: s
             if run.status == "received":
                 ctx.queue.ensure(run.id)  # ... or between storing the run and queueing it
             return run, False
-    run = store.create_run(ticket.model_dump(mode="json"), ctx.runtime.versions, run_id)
+    try:
+        run, created = store.create_run(ticket.model_dump(mode="json"), ctx.runtime.versions, run_id), True
+    except IntegrityError:  # a request with the same key created this run a moment ago
+        run, created = store.get_run(run_id), False
     ctx.queue.ensure(run.id)
-    return run, True
+    return run, created
 
 
 @router.post(
