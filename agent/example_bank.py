@@ -23,6 +23,7 @@ from agent.settings import REPO_ROOT, ExampleSetSettings
 from plans.catalogue import Catalogue
 from plans.models import canonical_json
 from tools.embeddings import Embedder
+from tools.safe_parse import load_yaml
 
 log = structlog.get_logger(__name__)
 
@@ -60,10 +61,12 @@ def resolve(path: str, base: Path) -> Path:
 
 def load_mapping(path: Path) -> IntentMapping:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
         return IntentMapping.model_validate(data)
     except OSError as exc:
         raise BankError(f"{path}: cannot read intent mapping ({exc.strerror})") from exc
+    except UnicodeDecodeError:
+        raise BankError(f"{path}: not UTF-8 text") from None
     except (yaml.YAMLError, ValidationError) as exc:
         raise BankError(f"{path}: invalid intent mapping ({exc})") from exc
 

@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
+from tools.safe_parse import load_yaml, yaml_error_text
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
 ENV_PREFIX = "CASEPLAN__"
@@ -332,6 +334,12 @@ class Settings(_Section):
     knowledge: KnowledgeSettings = KnowledgeSettings()
 
     @model_validator(mode="after")
+    def _data_dir_is_a_folder(self) -> Settings:
+        if self.data_path.exists() and not self.data_path.is_dir():
+            raise ValueError(f"data_dir {self.data_dir!r} is a file, not a folder")
+        return self
+
+    @model_validator(mode="after")
     def _http_timeouts_fit_in_a_step(self) -> Settings:
         """An HTTP call that outlives the executor's step timeout would keep running after the
         step was given up and retried; the adapters' timeouts must be shorter."""
@@ -385,11 +393,13 @@ def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loaded = load_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
+        raise ConfigError(f"{path}: invalid YAML ({yaml_error_text(exc)})") from exc
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
@@ -408,7 +418,7 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         node = overrides
         for key in keys[:-1]:
             node = node.setdefault(key, {})
-        node[keys[-1]] = yaml.safe_load(raw) if raw else None
+        node[keys[-1]] = load_yaml(raw) if raw else None
     if "CASEPLAN_DATA_DIR" in env:
         overrides["data_dir"] = env["CASEPLAN_DATA_DIR"]
     return overrides

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from tools.contracts.types import Email, TicketId
+from tools.safe_parse import load_json
 
 
 def _without_nul(value: str) -> str:
@@ -64,16 +65,21 @@ def parse_ticket(data: Any, max_chars: int) -> Ticket:
     return ticket
 
 
+def ticket_document_bytes(max_chars: int) -> int:
+    """The most bytes a ticket document with `max_chars` of text can need (UTF-8, JSON fields)."""
+    return max_chars * 4 + 4096
+
+
 def decode_ticket_bytes(raw: bytes, max_chars: int) -> Ticket:
     """A ticket JSON document from bytes (file or request body)."""
-    if len(raw) > max_chars * 4 + 4096:
+    if len(raw) > ticket_document_bytes(max_chars):
         raise TicketError(f"ticket document is {len(raw)} bytes; too large")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise TicketError(f"ticket is not valid UTF-8 (byte {exc.start})") from None
     try:
-        data = json.loads(text)
+        data = load_json(text)
     except json.JSONDecodeError as exc:
-        raise TicketError(f"ticket is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise TicketError(f"ticket is not valid JSON: {exc.msg.removesuffix(' at')} at line {exc.lineno} column {exc.colno}") from None
     return parse_ticket(data, max_chars)

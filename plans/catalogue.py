@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from plans.models import Template, canonical_json
 from plans.validator import Problem, validate_template
 from tools.registry import ToolRegistry
+from tools.safe_parse import load_yaml, yaml_error_text
 
 PACKAGED_TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -33,22 +34,17 @@ class UnknownTemplateError(KeyError):
         return self.message
 
 
-def _yaml_line(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    return f" at line {mark.line + 1}" if mark is not None else ""
-
-
 def load_template_file(path: Path) -> Template:
     """Parse one template file; errors name the file and the field."""
     source = str(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise CatalogueError([Problem(source, None, "not UTF-8 text")]) from None
     except OSError as exc:
         raise CatalogueError([Problem(source, None, f"cannot read ({exc.strerror})")]) from None
     except yaml.YAMLError as exc:
-        raise CatalogueError([Problem(source, None, f"invalid YAML{_yaml_line(exc)}")]) from None
+        raise CatalogueError([Problem(source, None, f"invalid YAML ({yaml_error_text(exc)})")]) from None
     if not isinstance(data, dict):
         raise CatalogueError([Problem(source, None, "a template must be a YAML mapping")])
     try:

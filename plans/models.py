@@ -65,7 +65,7 @@ class TemplateStep(_Strict):
 
 class Template(_Strict):
     name: str = Field(pattern=f"^{STEP_ID_PATTERN}$")
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=1_000_000)
     description: str
     abcd_flow: str | None = None
     routable: bool = True

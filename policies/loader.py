@@ -30,6 +30,7 @@ from policies.models import (
     Topic,
 )
 from tools.registry import ToolRegistry
+from tools.safe_parse import compose_yaml, load_yaml
 
 PACKAGED_POLICY = Path(__file__).resolve().parent / "default.yaml"
 Loc = tuple[str | int, ...]
@@ -92,7 +93,7 @@ def _read(path: Path) -> tuple[Any, yaml.Node | None]:
     except OSError as exc:
         raise PolicyError([PolicyProblem(source, None, "", f"cannot read ({exc.strerror})")]) from None
     try:
-        return yaml.safe_load(text), yaml.compose(text, Loader=yaml.SafeLoader)
+        return load_yaml(text), compose_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None

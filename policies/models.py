@@ -110,6 +110,9 @@ class Precondition(_Strict):
     reason: str = Field(min_length=1, max_length=300)
 
 
+MAX_WINDOW_S = 366 * 86400  # a year and a day: past it, a limit is a ban, not a rate
+
+
 class RateLimit(_Strict):
     """At most `limit` runs of `tool` per requester, per account or in all, in a sliding window."""
 
@@ -123,8 +126,11 @@ class RateLimit(_Strict):
     @field_validator("window")
     @classmethod
     def _duration(cls, value: str) -> str:
-        if not _DURATION.match(value.strip()) or int(_DURATION.match(value.strip()).group(1)) == 0:
+        found = _DURATION.match(value.strip())
+        if not found or int(found.group(1)) == 0:
             raise ValueError("a window is a positive number with a unit s, m, h or d (e.g. 1d, 12h)")
+        if int(found.group(1)) * _UNIT_SECONDS[found.group(2)] > MAX_WINDOW_S:
+            raise ValueError("a window is at most 366d")
         return value.strip()
 
     @property

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 import typer
 
@@ -27,11 +28,14 @@ from agent.audit import (
     verify_run,
     verify_runs,
 )
-from agent.cli.common import FOUND_PROBLEMS, USAGE_ERROR, echo_json, fail, state, with_errors
+from agent.cli.common import FOUND_PROBLEMS, USAGE_ERROR, atomic_write, echo_json, fail, output_file, state, with_errors
+from agent.record import RUN_STATUSES
 from agent.vault import Vault
+from tools.safe_parse import bounded_lines
 
 app = typer.Typer(help="Read, verify and export the run record (read-only).", no_args_is_help=True)
 
+MAX_EXPORT_LINE_BYTES = 256 * 1024 * 1024  # one run per line; the largest real runs are a few MB
 SINCE_HELP = "Only runs created at or after this ISO date or date-time (UTC unless it says otherwise)."
 
 
@@ -40,6 +44,10 @@ def _source(ctx: typer.Context) -> AuditSource:
 
 
 def _query(since: str | None, status: str | None = None, template: str | None = None, limit: int | None = None) -> RunQuery:
+    if status is not None and status not in RUN_STATUSES:
+        fail(f"--status {status!r} is not a run status ({', '.join(RUN_STATUSES)})")
+    if since is not None and not since.strip():
+        fail("--since is empty; give an ISO date or date-time")
     return RunQuery(since=parse_since(since) if since else None, status=status, template=template, limit=limit)
 
 
@@ -53,13 +61,14 @@ def when(at: datetime, precise: bool = False) -> str:
 def list_command(
     ctx: typer.Context,
     since: str = typer.Option(None, "--since", help=SINCE_HELP),
-    status: str = typer.Option(None, "--status", help="completed, escalated, failed, running, waiting_approval, received."),
+    status: str = typer.Option(None, "--status", help=f"One of {', '.join(RUN_STATUSES)}."),
     template: str = typer.Option(None, "--template", help="Plan template the run executed."),
-    limit: int = typer.Option(50, "--limit", min=1),
+    limit: int = typer.Option(50, "--limit", min=1, max=1_000_000),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Runs, newest first."""
-    runs = list_runs(_source(ctx), _query(since, status, template, limit))
+    query = _query(since, status, template, limit)  # bad filters fail before the database is opened
+    runs = list_runs(_source(ctx), query)
     if as_json:
         echo_json([run.model_dump(mode="json") for run in runs])
         return
@@ -153,10 +162,12 @@ def verify(
     source = _source(ctx)
     if file is not None:
         try:
-            lines = file.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            fail(f"{file}: cannot read ({getattr(exc, 'strerror', None) or exc})")
-        _finish(verify_export(source, lines, require_signed), as_json)
+            summary = verify_export(source, bounded_lines(file, MAX_EXPORT_LINE_BYTES), require_signed)
+        except OSError as exc:
+            fail(f"{file}: cannot read ({exc.strerror or exc})")
+        except ValueError as exc:
+            fail(str(exc))
+        _finish(summary, as_json)
         return
     if all_runs:
         _finish(verify_runs(source, _query(since), require_signed), as_json)
@@ -173,7 +184,7 @@ def export(
     ctx: typer.Context,
     run_id: str = typer.Argument(None, help="One run (default: every run, or those since --since)."),
     since: str = typer.Option(None, "--since", help=SINCE_HELP),
-    status: str = typer.Option(None, "--status"),
+    status: str = typer.Option(None, "--status", help=f"One of {', '.join(RUN_STATUSES)}."),
     template: str = typer.Option(None, "--template"),
     fmt: str = typer.Option("jsonl", "--format", help="jsonl: one run per line, events and hashes as stored."),
     output: Path = typer.Option(None, "--output", "-o", help="File to write (default: standard output)."),
@@ -181,6 +192,7 @@ def export(
     """Runs exactly as stored (PII masked), for archiving or `audit verify --file`."""
     if fmt != "jsonl":
         fail(f"unsupported format {fmt!r} (supported: jsonl)")
+    target = output_file(output, state(ctx).settings) if output else None
     source = _source(ctx)
     if run_id is not None:
         if since or status or template:
@@ -189,19 +201,22 @@ def export(
         ids = [run_id]
     else:
         ids = run_ids(source, _query(since, status, template))
-    out = output.open("w", encoding="utf-8") if output else sys.stdout
-    try:
-        count = 0
-        for run in export_runs(source, ids):
-            if not run.finished:
-                typer.echo(f"note: run {run.id} is still in progress ({run.status}); exported without a root hash", err=True)
-            out.write(run.model_dump_json() + "\n")
-            count += 1
-    finally:
-        if output:
-            out.close()
-    if output:
-        typer.echo(f"exported {count} runs to {output}", err=True)
+    if target is None:
+        _write_export(source, ids, sys.stdout)
+        return
+    with atomic_write(target) as out:
+        count = _write_export(source, ids, out)
+    typer.echo(f"exported {count} runs to {output}", err=True)
+
+
+def _write_export(source: AuditSource, ids: list[str], out: IO[str]) -> int:
+    count = 0
+    for run in export_runs(source, ids):
+        if not run.finished:
+            typer.echo(f"note: run {run.id} is still in progress ({run.status}); exported without a root hash", err=True)
+        out.write(run.model_dump_json() + "\n")
+        count += 1
+    return count
 
 
 @app.command("keygen")

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import IO, Any, NoReturn
 
 import typer
 
@@ -75,6 +79,57 @@ def with_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(USAGE_ERROR) from None
 
     return wrapper
+
+
+def _stores(settings: Settings) -> tuple[list[Path], list[Path]]:
+    """caseplan's own files and folders under this configuration: never an output target."""
+    files = [settings.checkpoint_path, settings.vault_key_path]
+    for url in (settings.database_url, settings.sandbox_url):
+        if url.startswith("sqlite:///"):
+            files.append(Path(url.removeprefix("sqlite:///")))
+    files += [Path(f"{f}{suffix}") for f in list(files) for suffix in ("-wal", "-shm", "-journal")]
+    return [f.expanduser().resolve() for f in files], [settings.knowledge_path.expanduser().resolve()]
+
+
+def output_file(path: Path, settings: Settings) -> Path:
+    """A file a command may write, checked before the command does any work: not one of
+    caseplan's stores (an export aimed at the database would destroy it), not a folder, in a
+    folder that exists."""
+    target = path.expanduser().resolve()
+    files, folders = _stores(settings)
+    if target in files or any(folder == target or folder in target.parents for folder in folders):
+        fail(f"{path} is where caseplan keeps its own data; write somewhere else")
+    if target.is_dir():
+        fail(f"{path} is a folder; give a file name")
+    if not target.parent.is_dir():
+        fail(f"{path}: the folder {target.parent} does not exist")
+    return target
+
+
+def output_folder(path: Path) -> Path:
+    """A folder a command will write reports into: created now, so a bad path fails before the
+    work rather than after it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        fail(f"{path} is a file; give a folder")
+    except OSError as exc:
+        fail(f"{path}: cannot create the folder ({exc.strerror or exc})")
+    return path
+
+
+@contextmanager
+def atomic_write(path: Path) -> Iterator[IO[str]]:
+    """Write to a temporary file beside `path` and move it into place only when the block
+    succeeds: a failed or interrupted export leaves the earlier file as it was."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            yield out
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def state(ctx: typer.Context) -> State:

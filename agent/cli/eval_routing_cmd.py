@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from agent.cli.common import echo_json, fail, state, with_errors
+from agent.cli.common import echo_json, fail, output_folder, state, with_errors
 from agent.cli.eval_group import app
 from agent.example_bank import BankError
 from agent.settings import REPO_ROOT, RouterSettings, _read_yaml
@@ -59,6 +59,7 @@ def routing(
     if limit:
         tickets = tickets[:limit]
     settings = state(ctx).settings
+    folder = output_folder(out or settings.data_path / "eval")
     router_section = _read_yaml(router_config).get("router", {})
     router_settings = RouterSettings.model_validate({**settings.router.model_dump(), **router_section})
     runtime = Runtime.build(settings)
@@ -105,7 +106,6 @@ def routing(
             fail("--leave-intents-out needs --dataset bitext")
         report, per_intent = run_leave_out(make_router("combined" in chosen), tickets, side_effecting)
         reports.append(report)
-    folder = out or settings.data_path / "eval"
     name = f"routing-{dataset}-{split}"
     result = {
         "dataset": dataset,
@@ -118,6 +118,5 @@ def routing(
         "leave_intents_out_escalation": per_intent,
         "confusion_png": [str(confusion_png(r, folder / f"{name}-{r.mode}.png")) for r in reports],
     }
-    folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     echo_json({k: v for k, v in result.items() if k != "modes"} | {"modes": [r.model_dump(exclude={"confusion"}) for r in reports]})

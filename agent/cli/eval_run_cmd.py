@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from agent.audit import parse_since
-from agent.cli.common import FOUND_PROBLEMS, echo_json, fail, state, with_errors
+from agent.cli.common import FOUND_PROBLEMS, echo_json, fail, output_file, output_folder, state, with_errors
 from agent.cli.eval_group import app
 from agent.evals.cases import CaseFileError, write_cases_jsonl
 from agent.evals.harvest import existing_ids, harvest
@@ -70,6 +70,8 @@ def run(
     """Run a suite end to end against the sandbox, k times per case; write report.json, report.md and charts."""
     settings = state(ctx).settings
     repeats = k or settings.evals.k
+    if out is not None:
+        output_folder(out)
     try:
         baseline = load_report(compare_to) if compare_to else None
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
@@ -126,6 +128,8 @@ def label(
     resolve: bool = typer.Option(True, help="Also mark the run's open escalation resolved."),
 ) -> None:
     """Record the correct outcome of a run a person resolved or rejected (the input of `eval harvest`)."""
+    if not by.strip():
+        fail("--by is empty; say who records this")
     runtime = state(ctx).runtime()
     runtime.catalogue.get(template)
     for tool in forbid:
@@ -157,9 +161,12 @@ def harvest_cmd(
 
     engine = make_engine(settings.database_url)
     ensure_schema(engine, upgrade=settings.record.auto_migrate)
-    target = out or (Path(settings.evals.harvest_file) if settings.evals.harvest_file else settings.evals_path / "harvested.jsonl")
-    found = harvest(engine, parse_since(since), existing_ids(target))
-    written = write_cases_jsonl(target, found.cases)
+    target = output_file(out, settings) if out else (Path(settings.evals.harvest_file) if settings.evals.harvest_file else settings.evals_path / "harvested.jsonl")
+    try:
+        found = harvest(engine, parse_since(since), existing_ids(target))
+        written = write_cases_jsonl(target, found.cases)
+    except EVAL_ERRORS as exc:
+        fail(str(exc))
     typer.echo(f"harvested {written} new case(s) into {target}; {found.duplicates} duplicate(s) skipped")
     for run_id in found.unlabelled:
         typer.echo(f"  no recorded outcome for run {run_id}: `caseplan eval label {run_id} --template ... --by ...`")

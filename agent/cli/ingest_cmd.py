@@ -23,6 +23,9 @@ def ingest(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Chunk, embed and index documents; unchanged documents are not embedded again."""
+    source = source.strip()
+    if not source or len(source) > 100 or "\x00" in source:
+        fail("--source must be a name of 1 to 100 characters")
     documents, problems = load_documents(paths, source)
     for problem in problems:
         typer.echo(f"warning: {problem.origin}: {problem.message}", err=True)

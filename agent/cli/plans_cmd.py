@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 import yaml
 
-from agent.cli.common import USAGE_ERROR, echo_json, state, with_errors
+from agent.cli.common import USAGE_ERROR, echo_json, fail, state, with_errors
 from agent.tooling import registry_from_settings
 from plans.catalogue import PACKAGED_TEMPLATES, check_files, load_catalogue
 
@@ -56,5 +56,7 @@ def validate(ctx: typer.Context, paths: list[Path] = typer.Argument(None, help="
         typer.echo(f"error: {problem}", err=True)
     for template in templates:
         typer.echo(f"ok: {template.source} ({template.name} v{template.version})")
+    if not templates and not problems:
+        fail(f"no template files (*.yaml) in {', '.join(str(p) for p in targets)}: nothing was checked")
     if problems:
         raise typer.Exit(USAGE_ERROR)

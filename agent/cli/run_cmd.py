@@ -12,9 +12,10 @@ from agent.cli.common import echo_json, fail, state, with_errors
 from agent.cli.render import print_result
 from agent.runner import Runner
 from agent.slots import find_pattern
-from agent.tickets import Ticket, decode_ticket_bytes, parse_ticket
+from agent.tickets import Ticket, decode_ticket_bytes, parse_ticket, ticket_document_bytes
 from tools.base import ToolContext, ToolError
 from tools.contracts.tickets import TicketLookupInput
+from tools.safe_parse import read_bounded
 from tools.sandbox.helpdesk import open_ticket
 from tools.sandbox.models import SandboxOutboxEmail, SandboxUser
 from tools.sandbox.seed import seed_demo
@@ -84,12 +85,14 @@ def register(app: typer.Typer) -> None:
         settings = state(ctx).settings
         limit = settings.limits.max_ticket_chars
         if (text is None) == (file is None):
-            fail("give the ticket text or --file, not both")
+            fail("give the ticket text or --file (one of them)")
         if file is not None:
             try:
-                raw = file.read_bytes()
+                raw = read_bounded(file, ticket_document_bytes(limit))
             except OSError as exc:
                 fail(f"{file}: {exc.strerror}")
+            except ValueError as exc:
+                fail(f"{exc}; a ticket document holds at most {limit:,} characters of text")
             ticket = decode_ticket_bytes(raw, limit)
             overrides = {"requester_email": requester, "ticket_id": ticket_id, "subject": subject}
             ticket = parse_ticket({**ticket.model_dump(exclude_none=True), **{k: v for k, v in overrides.items() if v}}, limit)

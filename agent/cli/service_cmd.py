@@ -75,8 +75,8 @@ def register(app: typer.Typer) -> None:
     def serve(
         ctx: typer.Context,
         host: str = typer.Option(None, help="Default: service.host."),
-        port: int = typer.Option(None, help="Default: service.port."),
-        workers: int = typer.Option(None, help="In-process worker threads (default: service.workers)."),
+        port: int = typer.Option(None, min=1, max=65535, help="Default: service.port."),
+        workers: int = typer.Option(None, min=0, max=64, help="In-process worker threads (default: service.workers)."),
     ) -> None:
         """Run the HTTP API and console under uvicorn (OpenAPI at /docs)."""
         import uvicorn
@@ -92,7 +92,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("worker")
     @with_errors
-    def worker(ctx: typer.Context, threads: int = typer.Option(1, min=1, help="Worker threads in this process.")) -> None:
+    def worker(ctx: typer.Context, threads: int = typer.Option(1, min=1, max=64, help="Worker threads in this process.")) -> None:
         """Drain the work queue without serving HTTP (run as many as you like, on any machine)."""
         from agent.runner import Runner
         from agent.service.metrics import Metrics

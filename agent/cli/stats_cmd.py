@@ -12,7 +12,7 @@ def register(app: typer.Typer) -> None:
     @with_errors
     def stats(
         ctx: typer.Context,
-        limit: int = typer.Option(1000, min=1, help="Most recent runs to summarise."),
+        limit: int = typer.Option(1000, min=1, max=1_000_000, help="Most recent runs to summarise."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     ) -> None:
         """Runs, escalation reasons, model calls, tokens and estimated cost per route."""

@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.evals.criteria import CRITERIA, criterion_name
 from agent.tickets import Ticket
+from tools.contracts.escalation import EscalationReason
+from tools.safe_parse import load_json, load_yaml, yaml_error_text
 
 CSV_REQUIRED = ("id", "text")
 CSV_COLUMNS = (
@@ -40,7 +42,7 @@ class ToolCallExpectation(_Strict):
 class Expectations(_Strict):
     template: str | None = Field(None, description="The plan the run ends with; `escalate` for a hand-off.")
     route: str | None = Field(None, description="The router's choice; `escalate` when nothing fits.")
-    escalation_reason: str | None = None
+    escalation_reason: EscalationReason | None = None
     slots: dict[str, Any] = {}
     tool_calls: list[ToolCallExpectation] | None = Field(None, description="In order; also the exact action sequence.")
     forbidden_tools: list[str] = []
@@ -96,7 +98,7 @@ def _validation_reason(exc: ValidationError) -> str:
 
 def _json_cell(value: str, column: str) -> Any:
     try:
-        return json.loads(value)
+        return load_json(value)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{column}: not valid JSON ({exc.msg})") from None
 
@@ -139,40 +141,55 @@ def _raw_rows(path: Path) -> list[tuple[str, Any]]:
             if not line.strip():
                 continue
             try:
-                rows.append((f"{path.name}:{number}", json.loads(line)))
+                rows.append((f"{path.name}:{number}", load_json(line)))
             except json.JSONDecodeError as exc:
                 rows.append((f"{path.name}:{number}", ValueError(f"not valid JSON ({exc.msg})")))
         return rows
     if suffix in (".yaml", ".yml"):
         try:
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
         except yaml.YAMLError as exc:
-            raise CaseFileError(f"{path}: invalid YAML ({exc})") from None
+            raise CaseFileError(f"{path}: invalid YAML ({yaml_error_text(exc)})") from None
         items = data.get("cases") if isinstance(data, dict) else data
         if not isinstance(items, list):
             raise CaseFileError(f"{path}: expected a list of cases (or a mapping with `cases:`)")
         return [(f"{path.name}: case {number}", item) for number, item in enumerate(items, start=1)]
     if suffix == ".csv":
-        reader = csv.DictReader(text.splitlines())
-        missing = [column for column in CSV_REQUIRED if column not in (reader.fieldnames or [])]
-        if missing:
-            raise CaseFileError(f"{path}: missing column(s) {', '.join(missing)} (required: {', '.join(CSV_REQUIRED)})")
-        unknown = [column for column in reader.fieldnames or [] if column not in CSV_COLUMNS]
-        if unknown:
-            raise CaseFileError(f"{path}: unknown column(s) {', '.join(unknown)} (known: {', '.join(CSV_COLUMNS)})")
-        rows = []
-        for row in reader:
-            where = f"{path.name}:{reader.line_num}"
-            try:
-                rows.append((where, csv_row_to_case(row)))
-            except ValueError as exc:
-                rows.append((where, exc))
-        return rows
+        try:
+            return _csv_rows(path, text)
+        except csv.Error as exc:  # e.g. a cell over the csv module's 128 KB field limit
+            raise CaseFileError(f"{path}: not a readable CSV file ({exc})") from None
     raise CaseFileError(f"{path}: unknown eval file type {suffix or '(none)'!r}; use .jsonl, .csv or .yaml")
 
 
-def parse_cases(rows: Iterable[tuple[str, Any]], templates: Iterable[str], tools: Iterable[str]) -> LoadedCases:
-    """Valid cases and the reasons the others are not; duplicate ids are invalid too."""
+def _csv_rows(path: Path, text: str) -> list[tuple[str, Any]]:
+    reader = csv.DictReader(text.splitlines())
+    columns = reader.fieldnames or []
+    missing = [column for column in CSV_REQUIRED if column not in columns]
+    if missing:
+        raise CaseFileError(f"{path}: missing column(s) {', '.join(missing)} (required: {', '.join(CSV_REQUIRED)})")
+    unknown = [column for column in columns if column not in CSV_COLUMNS]
+    if unknown:
+        raise CaseFileError(f"{path}: unknown column(s) {', '.join(unknown)} (known: {', '.join(CSV_COLUMNS)})")
+    repeated = sorted({column for column in columns if columns.count(column) > 1})
+    if repeated:
+        raise CaseFileError(f"{path}: column(s) {', '.join(repeated)} appear more than once")
+    rows: list[tuple[str, Any]] = []
+    for row in reader:
+        where = f"{path.name}:{reader.line_num}"
+        if None in row:  # more cells than the header has columns
+            rows.append((where, ValueError(f"{len(row[None])} cell(s) more than the header's {len(columns)} columns")))
+            continue
+        try:
+            rows.append((where, csv_row_to_case(row)))
+        except ValueError as exc:
+            rows.append((where, exc))
+    return rows
+
+
+def parse_cases(rows: Iterable[tuple[str, Any]], templates: Iterable[str], tools: Iterable[str], max_ticket_chars: int | None = None) -> LoadedCases:
+    """Valid cases and the reasons the others are not; duplicate ids and tickets longer than
+    caseplan accepts (`max_ticket_chars`) are invalid too."""
     templates, tools = list(templates), list(tools)
     loaded = LoadedCases()
     seen: set[str] = set()
@@ -186,6 +203,8 @@ def parse_cases(rows: Iterable[tuple[str, Any]], templates: Iterable[str], tools
             loaded.invalid.append(InvalidRow(where=where, reason=_validation_reason(exc)))
             continue
         problems = case_problems(case, templates, tools)
+        if max_ticket_chars is not None and len(case.ticket.text) > max_ticket_chars:
+            problems.append(f"ticket text is {len(case.ticket.text)} characters; the limit is {max_ticket_chars}")
         if case.id in seen:
             problems.append(f"duplicate case id {case.id!r}")
         if problems:
@@ -196,8 +215,8 @@ def parse_cases(rows: Iterable[tuple[str, Any]], templates: Iterable[str], tools
     return loaded
 
 
-def load_case_file(path: Path, templates: Iterable[str], tools: Iterable[str]) -> LoadedCases:
-    return parse_cases(_raw_rows(path), templates, tools)
+def load_case_file(path: Path, templates: Iterable[str], tools: Iterable[str], max_ticket_chars: int | None = None) -> LoadedCases:
+    return parse_cases(_raw_rows(path), templates, tools, max_ticket_chars)
 
 
 def write_cases_jsonl(path: Path, cases: Iterable[EvalCase]) -> int:

@@ -19,12 +19,13 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from agent.evals.cases import EvalCase
+from agent.evals.cases import CaseFileError, EvalCase
 from agent.evals.outcomes import EvalOutcome
 from agent.record import Approval, Run
 from plans.models import canonical_json
 from policies.pii import PII_KINDS, mask_data
 from tools.escalation import Escalation
+from tools.safe_parse import load_json
 
 _EMAIL_PLACEHOLDER = re.compile(r"\[email:([0-9a-f]{8})\]")
 _TICKET_FIELDS = ("text", "subject", "requester_email", "tags", "customer_tier", "channel")
@@ -66,10 +67,14 @@ def _case(run: Run, outcome: EvalOutcome, origin: str) -> EvalCase:
 def existing_ids(path: Path) -> set[str]:
     if not path.exists():
         return set()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CaseFileError(f"{path}: cannot read it as a JSONL file of cases ({getattr(exc, 'strerror', None) or exc})") from None
     ids = set()
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in lines:
         try:
-            ids.add(json.loads(line)["id"])
+            ids.add(load_json(line)["id"])
         except (json.JSONDecodeError, KeyError, TypeError):
             continue
     return ids

@@ -21,6 +21,7 @@ from agent.evals.cases import CaseFileError, LoadedCases, load_case_file, parse_
 from agent.example_bank import BankError, load_mapping
 from agent.settings import REPO_ROOT, Settings
 from plans.catalogue import Catalogue
+from tools.safe_parse import load_yaml
 
 BITEXT_TEMPLATES = REPO_ROOT / "configs" / "bitext_templates.yaml"
 TAU2_TOOLS = REPO_ROOT / "configs" / "tau2_tools.yaml"
@@ -51,8 +52,8 @@ def _need(path: Path, what: str) -> Path:
 
 def _read_mapping(path: Path, what: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        data = load_yaml(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise SuiteError(f"{path}: cannot read the {what} ({exc})") from None
     if not isinstance(data, dict):
         raise SuiteError(f"{path}: the {what} must be a mapping")
@@ -184,7 +185,7 @@ def load_suite(name: str, settings: Settings, catalogue: Catalogue, tools: list[
         path = Path(name)
         if not path.exists():
             raise CaseFileError(f"{name}: no such file, and not a built-in suite ({', '.join(BUILTIN)})")
-        suite = Suite(name=path.stem, source=str(path), loaded=load_case_file(path, catalogue.names(), tools))
+        suite = Suite(name=path.stem, source=str(path), loaded=load_case_file(path, catalogue.names(), tools, settings.limits.max_ticket_chars))
     if limit is not None:
         suite.loaded.cases = suite.loaded.cases[:limit]
     return suite

@@ -18,6 +18,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict
 
+from tools.safe_parse import load_json, load_yaml, yaml_error_text
+
 SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html", ".txt": "text", ".jsonl": "jsonl"}
 # Metadata the index keeps as filterable fields; anything else stays in `extra`.
 METADATA_ALIASES = {
@@ -30,6 +32,7 @@ METADATA_ALIASES = {
     "last_updated": "updated",
     "date": "updated",
 }
+MAX_FIELD_CHARS = 500
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
 
 
@@ -57,6 +60,19 @@ class LoadProblem(BaseModel):
     message: str
 
 
+def _single_value(value: object) -> str | None:
+    """A field's value as text, or None when it is not one short value: a list, a mapping, NUL,
+    or a string longer than any id, title or product name (what a YAML bomb expands into)."""
+    if not isinstance(value, str | int | float | date):
+        return None
+    text = str(value).strip()
+    return text if len(text) <= MAX_FIELD_CHARS and "\x00" not in text else None
+
+
+def _not_single(key: object) -> str:
+    return f"field {str(key)[:40]!r} must be a single value of at most {MAX_FIELD_CHARS} characters"
+
+
 def _metadata(raw: dict[str, object], origin: str) -> tuple[dict[str, object], list[LoadProblem]]:
     fields: dict[str, object] = {}
     problems: list[LoadProblem] = []
@@ -64,15 +80,17 @@ def _metadata(raw: dict[str, object], origin: str) -> tuple[dict[str, object], l
         name = METADATA_ALIASES.get(str(key).lower())
         if name is None or value in (None, ""):
             continue
+        text = _single_value(value)
+        if text is None:
+            problems.append(LoadProblem(origin=origin, message=f"{_not_single(key)}; ignored"))
+            continue
         if name == "updated":
             try:
-                value = value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+                fields[name] = value if isinstance(value, date) else date.fromisoformat(text[:10])
             except ValueError:
-                problems.append(LoadProblem(origin=origin, message=f"field {key!r}: {value!r} is not an ISO date; ignored"))
-                continue
+                problems.append(LoadProblem(origin=origin, message=f"field {key!r}: {text[:40]!r} is not an ISO date; ignored"))
         else:
-            value = str(value)
-        fields[name] = value
+            fields[name] = text
     return fields, problems
 
 
@@ -136,10 +154,12 @@ def _markdown(path: Path, raw: str, source: str) -> Iterator[Document | LoadProb
     match = _FRONT_MATTER.match(raw)
     if match:
         try:
-            loaded = yaml.safe_load(match.group(1)) or {}
+            loaded = load_yaml(match.group(1)) or {}
         except yaml.YAMLError as exc:
-            yield LoadProblem(origin=str(path), message=f"front matter is not valid YAML ({exc.__class__.__name__})")
+            yield LoadProblem(origin=str(path), message=f"front matter is not valid YAML ({yaml_error_text(exc)}); skipped")
             return
+        if not isinstance(loaded, dict):
+            yield LoadProblem(origin=str(path), message="front matter is not a mapping of fields; ignored")
         meta = loaded if isinstance(loaded, dict) else {}
         raw = raw[match.end():]
     yield from _document(str(path), meta, raw, source, default_id=path.stem, default_title=_first_heading(raw) or path.stem)
@@ -153,7 +173,10 @@ def _first_heading(text: str) -> str | None:
 def _document(
     origin: str, meta: dict[str, object], text: str, source: str, *, default_id: str | None, default_title: str
 ) -> Iterator[Document | LoadProblem]:
-    doc_id = str(meta.get("id") or default_id or "").strip()
+    doc_id = _single_value(meta.get("id") or default_id or "")
+    if doc_id is None:
+        yield LoadProblem(origin=origin, message=f"{_not_single('id')}; skipped")
+        return
     if not doc_id:
         yield LoadProblem(origin=origin, message="document has no id; skipped")
         return
@@ -162,8 +185,11 @@ def _document(
         return
     fields, problems = _metadata(meta, origin)
     yield from problems
-    title = str(meta.get("title") or default_title).strip()
-    yield Document(id=doc_id, title=title, text=text.strip("\n"), source=str(meta.get("source") or source), origin=origin, **fields)
+    named = {key: _single_value(meta.get(key)) for key in ("title", "source") if meta.get(key)}
+    for key in [key for key, value in named.items() if value is None]:
+        yield LoadProblem(origin=origin, message=f"{_not_single(key)}; ignored")
+    title = named.get("title") or default_title.strip()
+    yield Document(id=doc_id, title=title, text=text.strip("\n"), source=named.get("source") or source, origin=origin, **fields)
 
 
 def _jsonl(path: Path, raw: str, source: str) -> Iterator[Document | LoadProblem]:
@@ -172,7 +198,7 @@ def _jsonl(path: Path, raw: str, source: str) -> Iterator[Document | LoadProblem
             continue
         origin = f"{path}:{number}"
         try:
-            record = json.loads(line)
+            record = load_json(line)
         except json.JSONDecodeError as exc:
             yield LoadProblem(origin=origin, message=f"not valid JSON ({exc.msg}); skipped")
             continue
