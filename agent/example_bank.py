@@ -23,7 +23,7 @@ from agent.settings import REPO_ROOT, ExampleSetSettings
 from plans.catalogue import Catalogue
 from plans.models import canonical_json
 from tools.embeddings import Embedder
-from tools.safe_parse import load_yaml
+from tools.safe_parse import load_yaml, yaml_error_text
 
 log = structlog.get_logger(__name__)
 
@@ -67,7 +67,9 @@ def load_mapping(path: Path) -> IntentMapping:
         raise BankError(f"{path}: cannot read intent mapping ({exc.strerror})") from exc
     except UnicodeDecodeError:
         raise BankError(f"{path}: not UTF-8 text") from None
-    except (yaml.YAMLError, ValidationError) as exc:
+    except yaml.YAMLError as exc:
+        raise BankError(f"{path}: invalid intent mapping ({yaml_error_text(exc)})") from None
+    except ValidationError as exc:
         raise BankError(f"{path}: invalid intent mapping ({exc})") from exc
 
 

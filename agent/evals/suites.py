@@ -21,7 +21,7 @@ from agent.evals.cases import CaseFileError, LoadedCases, load_case_file, parse_
 from agent.example_bank import BankError, load_mapping
 from agent.settings import REPO_ROOT, Settings
 from plans.catalogue import Catalogue
-from tools.safe_parse import load_yaml
+from tools.safe_parse import load_yaml, yaml_error_text
 
 BITEXT_TEMPLATES = REPO_ROOT / "configs" / "bitext_templates.yaml"
 TAU2_TOOLS = REPO_ROOT / "configs" / "tau2_tools.yaml"
@@ -53,7 +53,9 @@ def _need(path: Path, what: str) -> Path:
 def _read_mapping(path: Path, what: str) -> dict[str, Any]:
     try:
         data = load_yaml(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except yaml.YAMLError as exc:
+        raise SuiteError(f"{path}: cannot read the {what} ({yaml_error_text(exc)})") from None
+    except (OSError, UnicodeDecodeError) as exc:
         raise SuiteError(f"{path}: cannot read the {what} ({exc})") from None
     if not isinstance(data, dict):
         raise SuiteError(f"{path}: the {what} must be a mapping")
