@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from agent.runner import ApprovalNotPending, Runner
-from agent.service.desk import DeskError, EscalationDesk
+from agent.service.desk import RESOLVE_LEASE, DeskError, EscalationDesk
 from agent.service.models import ApiKey
 from agent.service.routes.tickets import _accept
 from agent.tickets import Ticket
 from tools.base import ToolContext
+from tools.escalation import Escalation
 from tools.sandbox.models import SandboxComment
 
 DEMO = {"text": "Where is my parcel?", "requester_email": "omar@example.com"}
@@ -159,3 +161,21 @@ def test_a_sandbox_call_repeated_at_once_with_one_key_acts_once_and_answers_alik
     with runtime.sandbox.session() as session:
         public = [c.body for c in session.exec(select(SandboxComment).where(SandboxComment.ticket_id == "1002")) if c.public]
     assert len(public) == 1 and public[0].startswith("answer ")
+
+
+def test_a_resolution_left_behind_by_a_crash_can_be_finished_by_its_holder_after_the_lease(runtime):
+    desk = EscalationDesk(runtime)
+    escalation_id = _open_escalation(runtime)
+    desk.claim(escalation_id, "agent")
+    table = Escalation.__table__
+    with runtime.engine.begin() as conn:  # a resolve request died while sending its reply
+        conn.execute(table.update().where(table.c.id == escalation_id).values(status="resolving", resolution="first try"))
+    with pytest.raises(DeskError, match="being resolved by agent"):
+        desk.resolve(escalation_id, "agent", "second try")
+    stale = datetime.now(UTC) - RESOLVE_LEASE - timedelta(seconds=1)
+    with runtime.engine.begin() as conn:
+        conn.execute(table.update().where(table.c.id == escalation_id).values(updated_at=stale))
+    with pytest.raises(DeskError, match="being resolved by agent"):
+        desk.resolve(escalation_id, "someone else", "not mine")
+    resolved, _ = desk.resolve(escalation_id, "agent", "second try")
+    assert (resolved.status, resolved.resolution) == ("resolved", "second try")
