@@ -31,7 +31,7 @@ from policies.grounding import ReplyViolation, check_disclosure, check_grounding
 from policies.guard import InputGuardian
 from policies.loader import PolicyError, PolicySet, load_policies
 from policies.models import STRICTNESS, WEEKDAYS, Condition, Decision, Precondition, RateLimit, TimeWindow
-from policies.ratelimit import RateLimiter
+from policies.ratelimit import RateLimiter, RateUse
 from tools.registry import ToolRegistry
 
 __all__ = ["Check", "GateContext", "GateRequest", "PolicyEngine", "PolicyError", "StepDecision", "Verdict"]
@@ -298,9 +298,11 @@ class PolicyEngine:
         checks += [self._limit_check(limit, facts, request.args, request.idempotency_key, ctx.received_at) for limit in limits]
         decision = self._decide(step, checks, "gate", {**facts, "args": dict(request.args)})
         if decision.decision == "allow" and self.limiter is not None:
-            for limit in limits:
-                scope = self._scope(limit, facts, request.args)
-                self.limiter.take(limit.id, scope, request.idempotency_key, request.run_id)
+            uses = [RateUse(limit.id, self._scope(limit, facts, request.args), limit.limit, limit.window_s) for limit in limits]
+            full = self.limiter.take(uses, request.idempotency_key, request.run_id)
+            if full is not None:  # a run at the same moment took the last use
+                checks.append(Check(rule_id=full, decision="deny", reason=f"{step.tool} reached its limit under {full} while this step was being checked"))
+                decision = self._decide(step, checks, "gate", {**facts, "args": dict(request.args)})
         return decision
 
     @staticmethod

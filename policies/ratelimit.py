@@ -9,11 +9,13 @@ the replayed run arrived and writes nothing, so replay reproduces the recorded d
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
-from sqlalchemy import UniqueConstraint, func, insert, select
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import UniqueConstraint, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Field, SQLModel
 
 from agent.schema import ensure_schema
@@ -38,6 +40,21 @@ class PolicyRateUse(SQLModel, table=True):
 
 def scope_hash(rule_id: str, scope: str) -> str:
     return hashlib.sha256(f"{rule_id}\n{scope.strip().lower()}".encode()).hexdigest()
+
+
+class RateUse(NamedTuple):
+    """One use to count under a rule, if its window has room."""
+
+    rule_id: str
+    scope: str
+    limit: int
+    window_s: int
+
+
+class _WindowFull(Exception):
+    def __init__(self, rule_id: str) -> None:
+        super().__init__(rule_id)
+        self.rule_id = rule_id
 
 
 class RateLimiter:
@@ -75,19 +92,39 @@ class RateLimiter:
         with self.engine.connect() as conn:
             return conn.execute(query).first() is not None
 
-    def take(self, rule_id: str, scope: str, idempotency_key: str, run_id: str, *, now: datetime | None = None) -> None:
-        """Count one use; the same key again (or a read-only limiter) is a no-op."""
-        if self.read_only:
-            return
-        row = {
-            "rule_id": rule_id,
-            "scope_hash": scope_hash(rule_id, scope),
-            "idempotency_key": idempotency_key,
-            "run_id": run_id,
-            "created_at": now or _utcnow(),
-        }
+    def take(self, uses: Sequence[RateUse], idempotency_key: str, run_id: str, *, now: datetime | None = None) -> str | None:
+        """Count one use under each rule, all or none. When a rule's window is full nothing is
+        counted and that rule's id comes back. The check and the count share one transaction
+        that holds each rule's lock (an advisory lock per rule and scope on PostgreSQL, the write
+        lock SQLite takes at the first insert), so of two runs racing for the last use exactly one
+        gets it. A key counted before (a retried or resumed step) is not counted again; a
+        read-only limiter (replay) counts nothing."""
+        if self.read_only or not uses:
+            return None
+        at = now or _utcnow()
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(self._table), row)
-        except IntegrityError:
-            pass  # already counted under this key: a retry or a resumed run
+                for digest in sorted({scope_hash(use.rule_id, use.scope) for use in uses}) if conn.dialect.name == "postgresql" else ():
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": int(digest[:15], 16)})
+                for use in uses:
+                    self._take_one(conn, use, idempotency_key, run_id, at)
+        except _WindowFull as full:
+            return full.rule_id
+        return None
+
+    def _take_one(self, conn: Connection, use: RateUse, idempotency_key: str, run_id: str, at: datetime) -> None:
+        table, digest = self._table, scope_hash(use.rule_id, use.scope)
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        row = {"rule_id": use.rule_id, "scope_hash": digest, "idempotency_key": idempotency_key, "run_id": run_id, "created_at": at}
+        if not conn.execute(dialect.insert(table).values(row).on_conflict_do_nothing()).rowcount:
+            return  # already counted under this key: a retry or a resumed run
+        earlier = conn.execute(
+            select(func.count()).select_from(table).where(
+                table.c.rule_id == use.rule_id,
+                table.c.scope_hash == digest,
+                table.c.created_at >= at - timedelta(seconds=use.window_s),
+                table.c.idempotency_key != idempotency_key,
+            )
+        ).scalar_one()
+        if earlier >= use.limit:
+            raise _WindowFull(use.rule_id)

@@ -4,13 +4,16 @@ again by the gate right before the side effect, on what really happened."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from agent.runner import Runner
 from agent.tickets import Ticket
 from plans.models import Plan, ReplySpec, Step
 from policies.engine import GateContext
-from policies.ratelimit import RateLimiter
+from policies.ratelimit import RateLimiter, RateUse
 from tests.policy_support import fast_runtime, sandbox_resets, side_effects
 
 RESET = "I forgot my password and can't log in"
@@ -119,17 +122,35 @@ def test_the_gate_enforces_the_limit_even_when_the_plan_check_passed(runtime):
     assert verdict.decision == "allow"
     limiter = RateLimiter(runtime.engine)
     for n in range(3):
-        limiter.take("resets-per-requester-per-day", "jane@example.com", f"key{n}", "run_other")
+        limiter.take([RateUse("resets-per-requester-per-day", "jane@example.com", 100, 86400)], f"key{n}", "run_other")
     verified = {"user_id": "u_1001", "verified": True, "verification_id": "ver_1111111111111111", "method": "requester_email_match"}
     result = run_reset_step(runtime, plan, {"pull_up_account": LOOKUP_JANE, "verify_identity": verified}, ticket)
     assert result.status == "rejected" and result.error["rule_id"] == "resets-per-requester-per-day"
     assert sandbox_resets(runtime) == (0, 0)
 
 
+def test_of_runs_racing_for_the_last_uses_only_the_limit_get_them(runtime):
+    """Check and count in one locked transaction: six runs at once, a limit of three, and a
+    second rule that must not keep a use the first rule refused (all or none)."""
+    limiter = RateLimiter(runtime.engine)
+    barrier = threading.Barrier(6)
+
+    def take(index: int) -> str | None:
+        barrier.wait()
+        uses = [RateUse("per-requester", "jane@example.com", 3, 86400), RateUse("per-account", "u_1001", 10, 86400)]
+        return limiter.take(uses, f"step-key-{index}", f"run{index}")
+
+    with ThreadPoolExecutor(6) as pool:
+        outcomes = list(pool.map(take, range(6)))
+    assert outcomes.count(None) == 3 and outcomes.count("per-requester") == 3
+    assert limiter.used("per-requester", "jane@example.com", 86400) == 3
+    assert limiter.used("per-account", "u_1001", 86400) == 3
+
+
 def test_a_retried_step_is_not_counted_twice(runtime):
     limiter = RateLimiter(runtime.engine)
-    limiter.take("r", "Jane@Example.com", "same-key", "run1")
-    limiter.take("r", "jane@example.com", "same-key", "run1")
+    assert limiter.take([RateUse("r", "Jane@Example.com", 1, 60)], "same-key", "run1") is None
+    assert limiter.take([RateUse("r", "jane@example.com", 1, 60)], "same-key", "run1") is None  # counted already, not full
     assert limiter.used("r", "jane@example.com", 60) == 1
     assert limiter.used("r", "jane@example.com", 60, excluding="same-key") == 0
 
@@ -178,8 +199,8 @@ def test_replay_judges_limits_as_they_stood_when_the_run_arrived_and_counts_noth
     limiter = RateLimiter(runtime.engine)
     arrived = datetime.now(UTC)
     for n in range(3):
-        limiter.take("resets-per-requester-per-day", "jane@example.com", f"before{n}", "run_earlier", now=arrived - timedelta(minutes=5))
-    limiter.take("resets-per-requester-per-day", "jane@example.com", "after", "run_later", now=arrived + timedelta(minutes=5))
+        limiter.take([RateUse("resets-per-requester-per-day", "jane@example.com", 100, 86400)], f"before{n}", "run_earlier", now=arrived - timedelta(minutes=5))
+    limiter.take([RateUse("resets-per-requester-per-day", "jane@example.com", 100, 86400)], "after", "run_later", now=arrived + timedelta(minutes=5))
     replica = runtime.policy.for_replay()
     ticket = reset_ticket()
     plan = reset_plan(runtime, ticket)
@@ -187,5 +208,5 @@ def test_replay_judges_limits_as_they_stood_when_the_run_arrived_and_counts_noth
     later = replica.evaluate(plan, ticket.model_dump(mode="json"), received_at=arrived)
     assert earlier.decision == "allow"  # the three uses came after that run arrived
     assert (later.decision, [d.rule_id for d in later.blocking]) == ("deny", ["resets-per-requester-per-day"])
-    replica.limiter.take("resets-per-requester-per-day", "jane@example.com", "replayed", "run_x")
+    assert replica.limiter.take([RateUse("resets-per-requester-per-day", "jane@example.com", 100, 86400)], "replayed", "run_x") is None
     assert limiter.used("resets-per-requester-per-day", "jane@example.com", 86400, now=arrived + timedelta(hours=1)) == 4
