@@ -174,7 +174,11 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
 
     def approval(state: RunState) -> dict[str, Any]:
         pending = [d for d in state["verdict"]["steps"] if d["decision"] == "needs_approval"]
-        answer = interrupt({"run_id": state["run_id"], "plan_hash": state["plan_hash"], "steps": pending})
+        decided = store.decided_approval(state["run_id"], state["plan_hash"])
+        if decided is not None:  # answered already: a resumed or re-driven run does not ask again
+            answer: Any = {"approved": decided.status == "approved", "by": decided.decided_by, "note": decided.note or ""}
+        else:
+            answer = interrupt({"run_id": state["run_id"], "plan_hash": state["plan_hash"], "steps": pending})
         approved = bool(answer.get("approved")) if isinstance(answer, dict) else False
         record(state, "approval", [("approval", {"plan_hash": state["plan_hash"], "steps": pending, "answer": answer})], status="running")
         if not approved:

@@ -419,8 +419,8 @@ class RunStore:
             return session.exec(select(Run).order_by(Run.created_at.desc()).limit(limit)).all()
 
     def request_approval(self, run_id: str, plan_hash: str, steps: list[dict[str, Any]]) -> Approval:
-        """The pending approval for this run's plan; created once, however often it is asked for."""
-        approval_id = f"apr_{hashlib.sha256(f'{run_id}:{plan_hash}'.encode()).hexdigest()[:16]}"
+        """The approval for this run's plan; created once, however often it is asked for."""
+        approval_id = _approval_id(run_id, plan_hash)
         with Session(self.engine, expire_on_commit=False) as session:
             existing = session.get(Approval, approval_id)
             if existing is not None:
@@ -430,25 +430,29 @@ class RunStore:
             session.commit()
             return approval
 
-    def decide_approval(self, run_id: str, approved: bool, by: str, note: str = "") -> Approval | None:
+    def decided_approval(self, run_id: str, plan_hash: str) -> Approval | None:
+        """The person's answer on this run's plan, once there is one: a run re-driven after the
+        answer (a lost checkpoint, a crash before it was queued) uses it instead of asking again."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            found = session.get(Approval, _approval_id(run_id, plan_hash))
+        return found if found is not None and found.status != "pending" else None
+
+    def decide_approval(self, run_id: str, approved: bool, by: str, note: str = "", conn: Connection | None = None) -> Approval | None:
         """Record a person's answer on the run's pending approval (None: nothing was pending).
         The update only applies while the row is still pending, so of two people answering at
-        once exactly one wins and the other gets None, never a silently overwritten answer."""
+        once exactly one wins and the other gets None, never a silently overwritten answer.
+        With `conn`, inside the caller's transaction (the service queues the run in the same one)."""
+        if conn is None:
+            with self.engine.begin() as own:
+                return self.decide_approval(run_id, approved, by, note, own)
         table = Approval.__table__
-        with Session(self.engine, expire_on_commit=False) as session:
-            pending = session.exec(select(Approval).where(Approval.run_id == run_id, Approval.status == "pending")).first()
-            if pending is None:
-                return None
-            won = session.connection().execute(
-                update(table)
-                .where(table.c.id == pending.id, table.c.status == "pending")
-                .values(status="approved" if approved else "rejected", decided_at=utcnow(), decided_by=by, note=note)
-            ).rowcount
-            session.commit()
-            if not won:
-                return None
-            session.refresh(pending)
-            return pending
+        pending = conn.execute(select(table).where(table.c.run_id == run_id, table.c.status == "pending")).mappings().first()
+        if pending is None:
+            return None
+        answer = {"status": "approved" if approved else "rejected", "decided_at": utcnow(), "decided_by": by, "note": note}
+        if not conn.execute(update(table).where(table.c.id == pending["id"], table.c.status == "pending").values(**answer)).rowcount:
+            return None
+        return Approval.model_validate({**pending, **answer})
 
     def approvals(self, status: str | None = None, run_id: str | None = None) -> Sequence[Approval]:
         with Session(self.engine) as session:
@@ -458,6 +462,10 @@ class RunStore:
             if run_id:
                 query = query.where(Approval.run_id == run_id)
             return session.exec(query).all()
+
+
+def _approval_id(run_id: str, plan_hash: str) -> str:
+    return f"apr_{hashlib.sha256(f'{run_id}:{plan_hash}'.encode()).hexdigest()[:16]}"
 
 
 def _remember(memo: dict[Any, Any], key: Any, value: Any, limit: int = 4096) -> None:

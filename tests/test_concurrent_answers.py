@@ -179,3 +179,22 @@ def test_a_resolution_left_behind_by_a_crash_can_be_finished_by_its_holder_after
         desk.resolve(escalation_id, "someone else", "not mine")
     resolved, _ = desk.resolve(escalation_id, "agent", "second try")
     assert (resolved.status, resolved.resolution) == ("resolved", "second try")
+
+
+def test_an_answer_whose_run_cannot_be_queued_is_not_stored(runtime):
+    """The answer and the queued run commit together: a failure (or a crash) between them
+    leaves the approval pending, to be answered again, never answered but stuck."""
+    from agent.service.routes.approvals import decide
+
+    run = runtime.store.create_run(DEMO, runtime.versions)
+    approval = runtime.store.request_approval(run.id, "plan-x", [{"step_id": "reset"}])
+    ctx = _ServiceStub(runtime)
+
+    def queue_down(run_id, answer=None, conn=None):  # noqa: ANN001, ANN202
+        raise ConnectionError("the database went away")
+
+    ctx.queue.enqueue = queue_down
+    with pytest.raises(ConnectionError):
+        decide(ctx, approval.id, True, "agent", "")
+    [stored] = runtime.store.approvals(run_id=run.id)
+    assert (stored.status, stored.decided_by) == ("pending", None)

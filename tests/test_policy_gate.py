@@ -175,6 +175,20 @@ def test_a_needs_approval_reset_waits_for_a_person_then_runs_once_approved(runti
     assert [c["rule_id"] for c in gate["checks"] if "approved by a person" in c["reason"]] == ["vip-reset-needs-approval"]
 
 
+def test_an_answered_approval_is_used_when_the_run_is_driven_again_without_its_checkpoint(runtime):
+    """The answer is stored, but the checkpoint is gone (a worker on another machine, or a crash
+    before the run was queued): re-driven from its ticket, the run uses the stored answer
+    instead of pausing for an approval nobody can answer any more."""
+    runner = Runner(runtime)
+    waiting = runner.submit(reset_ticket(customer_tier="vip"))
+    assert runtime.store.decide_approval(waiting.run_id, True, "agent-7", "checked by phone") is not None
+    runtime.graph.checkpointer.delete_thread(waiting.run_id)
+    resumed = runner.resume(waiting.run_id)
+    assert resumed.status == "completed" and sandbox_resets(runtime)[0] == 1
+    answers = [e.payload["answer"] for e in runtime.store.events(waiting.run_id) if e.kind == "approval"]
+    assert answers == [{"approved": True, "by": "agent-7", "note": "checked by phone"}]
+
+
 def test_a_rejected_approval_escalates_without_the_side_effect(runtime):
     runner = Runner(runtime)
     waiting = runner.submit(reset_ticket(customer_tier="vip"))

@@ -13,7 +13,8 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from agent.service.models import WorkItem, utcnow
@@ -25,24 +26,26 @@ class WorkQueue:
         self.lease = timedelta(seconds=lease_s)
         self._table = WorkItem.__table__
 
-    def enqueue(self, run_id: str, answer: dict[str, Any] | None = None) -> None:
+    def enqueue(self, run_id: str, answer: dict[str, Any] | None = None, conn: Connection | None = None) -> None:
         """Queue a run (again): new runs, and runs an approval answer lets continue. An answer
         for a run some worker still holds waits in the row; that worker queues it when done, so
-        two workers never drive one run."""
+        two workers never drive one run. With `conn`, inside the caller's transaction."""
+        if conn is None:
+            with self.engine.begin() as own:
+                return self.enqueue(run_id, answer, own)
         t, now = self._table, utcnow()
-        with self.engine.begin() as conn:
-            if answer is not None:
-                held = conn.execute(update(t).where(t.c.run_id == run_id, t.c.state == "leased").values(answer=answer, updated_at=now)).rowcount
-                if held:
-                    return
-            requeued = conn.execute(
-                update(t).where(t.c.run_id == run_id).values(state="queued", answer=answer, lease_owner=None, lease_until=None, updated_at=now)
-            ).rowcount
-            if not requeued:
-                try:
-                    conn.execute(insert(t).values(run_id=run_id, state="queued", answer=answer, attempts=0, enqueued_at=now, updated_at=now))
-                except IntegrityError:  # enqueued by someone else between the two statements
-                    pass
+        if answer is not None:
+            held = conn.execute(update(t).where(t.c.run_id == run_id, t.c.state == "leased").values(answer=answer, updated_at=now)).rowcount
+            if held:
+                return None
+        requeued = conn.execute(
+            update(t).where(t.c.run_id == run_id).values(state="queued", answer=answer, lease_owner=None, lease_until=None, updated_at=now)
+        ).rowcount
+        if not requeued:  # a row inserted by someone else between the two statements wins
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            row = {"run_id": run_id, "state": "queued", "answer": answer, "attempts": 0, "enqueued_at": now, "updated_at": now}
+            conn.execute(dialect.insert(t).values(row).on_conflict_do_nothing())
+        return None
 
     def ensure(self, run_id: str) -> bool:
         """Queue a run unless it has a queue entry already (accepting, and re-accepting a run

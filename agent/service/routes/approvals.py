@@ -25,10 +25,11 @@ def decide(ctx: ServiceContext, approval_id: str, approved: bool, by: str, note:
         raise ProblemError(404, f"unknown approval id {approval_id!r}")
     if row.status != "pending":
         raise ProblemError(409, f"approval {approval_id} was already {row.status} by {row.decided_by}")
-    decided = ctx.runtime.store.decide_approval(row.run_id, approved, by, note)
-    if decided is None or decided.id != approval_id:
-        raise ProblemError(409, f"approval {approval_id} is no longer pending")
-    ctx.queue.enqueue(row.run_id, answer={"approved": approved, "by": by, "note": note})
+    with ctx.runtime.engine.begin() as conn:  # the answer and the queued run land together or not at all
+        decided = ctx.runtime.store.decide_approval(row.run_id, approved, by, note, conn)
+        if decided is None or decided.id != approval_id:
+            raise ProblemError(409, f"approval {approval_id} is no longer pending")
+        ctx.queue.enqueue(row.run_id, answer={"approved": approved, "by": by, "note": note}, conn=conn)
     return decided
 
 
