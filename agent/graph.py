@@ -25,6 +25,7 @@ from langgraph.types import interrupt
 
 from agent.executor import ExecutionRefused, Executor
 from agent.models.local import ModelUnavailable
+from agent.ownership import check_lease
 from agent.planner import Planner
 from agent.record import NewEvent, RunStore
 from agent.reply import compose_reply
@@ -91,7 +92,8 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
         return plan_from_state(state["plan_hash"], json.dumps(state["plan"]))
 
     def record(state: RunState, node: str, events: list[tuple[str, dict[str, Any]]], **run_fields: Any) -> None:
-        """A node's events (and run-row change) in one transaction."""
+        """A node's events (and run-row change) in one transaction, by a driver that still owns the run."""
+        check_lease()
         store.append_events(state["run_id"], [NewEvent(kind, node, payload) for kind, payload in events], **run_fields)
 
     def intake(state: RunState) -> dict[str, Any]:

@@ -110,3 +110,30 @@ def test_killed_worker_run_is_finished_by_another_with_one_side_effect(tmp_path)
         item = conn.execute(select(WorkItem.__table__).where(WorkItem.__table__.c.run_id == run.id)).mappings().one()
     assert item["attempts"] == 2 and item["state"] == "done"
     assert runtime.store.get_run(run.id).status == "completed"
+
+
+def test_a_worker_that_stalled_past_its_lease_stops_driving_the_run(tmp_path):
+    """Another worker took the run while this one was stalled: when it wakes it writes nothing
+    more to the run and leaves the lease where it is."""
+    runtime = build(tmp_path)
+    run = runtime.store.create_run(TICKET.model_dump(mode="json"), runtime.versions)
+    queue = WorkQueue(runtime.engine, lease_s=0.4)
+    queue.enqueue(run.id)
+    settings = LEASE.model_copy(update={"lease_s": 0.4, "heartbeat_s": 0.1})
+    stalled = Worker(Runner(runtime), queue, settings)
+    route = runtime.router.route
+    table = WorkItem.__table__
+
+    def stall_then_route(ticket):  # noqa: ANN001, ANN202
+        with runtime.engine.begin() as conn:  # meanwhile the lease ran out and another worker took the run
+            conn.execute(table.update().where(table.c.run_id == run.id).values(lease_owner="other-worker"))
+        time.sleep(0.6)
+        return route(ticket)
+
+    runtime.router.route = stall_then_route
+    assert stalled.run_once() is None
+    assert [event.kind for event in runtime.store.events(run.id)] == ["intake"]  # nothing after the stall
+    assert runtime.store.get_run(run.id).status == "running"  # not marked failed: the run is not over
+    with runtime.engine.connect() as conn:
+        item = conn.execute(select(table).where(table.c.run_id == run.id)).mappings().one()
+    assert (item["state"], item["lease_owner"]) == ("leased", "other-worker")

@@ -14,6 +14,7 @@ import uuid
 
 import structlog
 
+from agent.ownership import Lease, LeaseLost, holding
 from agent.runner import Runner, RunResult
 from agent.service.metrics import Metrics
 from agent.service.models import WorkItem
@@ -52,10 +53,15 @@ class Worker:
         if item is None:
             return None
         stop = threading.Event()
-        beat = threading.Thread(target=self._heartbeat, args=(item.run_id, stop), daemon=True, name=f"heartbeat-{item.run_id}")
+        lease = Lease(item.run_id, self.settings.lease_s)
+        beat = threading.Thread(target=self._heartbeat, args=(lease, stop), daemon=True, name=f"heartbeat-{item.run_id}")
         beat.start()
         try:
-            return self._process(item)
+            with holding(lease):
+                return self._process(item)
+        except LeaseLost:
+            log.warning("lease lost: stopped driving the run; its new worker carries on", run_id=item.run_id, worker=self.id)
+            return None
         finally:
             stop.set()
             beat.join()
@@ -80,6 +86,8 @@ class Worker:
         started = time.perf_counter()
         try:
             result = self.runner.continue_run(item.run_id, item.answer)
+        except LeaseLost:
+            raise
         except Exception as exc:  # a bug in one run must not take the worker down; the run says what happened
             log.exception("run crashed", run_id=item.run_id)
             store.update_run(item.run_id, status="failed", error=f"internal error: {type(exc).__name__}: {exc}"[:500])
@@ -94,11 +102,12 @@ class Worker:
         log.info("run handled", run_id=item.run_id, status=result.status, worker=self.id)
         return result
 
-    def _heartbeat(self, run_id: str, stop: threading.Event) -> None:
+    def _heartbeat(self, lease: Lease, stop: threading.Event) -> None:
         while not stop.wait(self.settings.heartbeat_s):
-            if not self.queue.heartbeat(run_id, self.id):
-                log.warning("lease lost", run_id=run_id, worker=self.id)
+            if not self.queue.heartbeat(lease.run_id, self.id):
+                lease.lost()
                 return
+            lease.renewed()
 
 
 class WorkerPool:
