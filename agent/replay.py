@@ -44,6 +44,7 @@ from agent.schema import MANAGED_TABLES
 from agent.tickets import Ticket
 from agent.vault import VaultTampered
 from plans.models import Template, canonical_json
+from policies.engine import RecordedLimits
 from tools.base import Tool, ToolContext, ToolError
 from tools.registry import ToolRegistry
 
@@ -130,6 +131,7 @@ class Tape:
     answers: list[Any]
     unavailable: list[str]
     live: bool
+    limit_checks: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)  # (phase, step, rule) -> check
     used: set[int] = field(default_factory=set)
     open_calls: dict[str, list[Any]] = field(default_factory=dict)
 
@@ -152,6 +154,7 @@ class Tape:
             slot_calls=slot_calls,
             results=[e["payload"] for e in events if e["kind"] == "tool_result"],
             answers=[e["payload"].get("answer") for e in events if e["kind"] == "approval"],
+            limit_checks=_recorded_checks(events),
             unavailable=[  # the slot model could not be loaded: no call was recorded, the plan escalated
                 e["payload"].get("detail", "")
                 for e in events
@@ -174,6 +177,9 @@ class Tape:
         if not self.slot_calls:
             raise ReplayStop(f"the planner asked the slot model for {names}, but the record has no further model call")
         return ModelCall.model_validate(self.slot_calls.pop(0))
+
+    def limit_check(self, phase: str, step_id: str, rule_id: str) -> dict[str, Any] | None:
+        return self.limit_checks.get((phase, step_id, rule_id))
 
     def answer(self, pending: Any) -> Any:
         if not self.answers:
@@ -329,12 +335,12 @@ class Scratch:
     graph: Any
 
     @classmethod
-    def build(cls, runtime: Runtime, router: Any, planner: Any, registry: ToolRegistry) -> Scratch:
+    def build(cls, runtime: Runtime, router: Any, planner: Any, registry: ToolRegistry, recorded_limits: RecordedLimits) -> Scratch:
         engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
         store = RunStore(engine)
         store.versions = runtime.store.versions  # as taken when the runtime was built, like a recording run's
         ledger = SideEffectLedger(engine)
-        policy = runtime.policy.for_replay()  # rate limits as they stood when each run arrived; nothing counted
+        policy = runtime.policy.for_replay(recorded_limits)  # rate-limit counts as recorded; nothing counted
         executor = Executor(registry, ledger, runtime.settings.executor, gate=policy, sleep=lambda _: None)  # recorded retries need no waiting
         checkpoints = InMemorySaver()
         graph = build_graph(GraphDeps(store, router, planner, policy, executor), checkpoints)
@@ -345,6 +351,17 @@ class Scratch:
             for table in reversed(SQLModel.metadata.sorted_tables):
                 if table.name in MANAGED_TABLES:
                     conn.execute(table.delete())
+
+
+def _recorded_checks(events: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Every policy check the run recorded, at plan time and at the gate, by where it was made."""
+    decisions = [step for e in events if e["kind"] == "policy_decision" for step in e["payload"].get("steps") or []]
+    decisions += [e["payload"]["policy"] for e in events if e["kind"] == "tool_result" and isinstance(e["payload"].get("policy"), dict)]
+    found: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for decision in decisions:
+        for check in decision.get("checks") or []:
+            found.setdefault((decision.get("phase", "plan"), decision.get("step_id", ""), check.get("rule_id", "")), check)
+    return found
 
 
 def _model_outputs(events: list[dict[str, Any]]) -> list[tuple[Any, Any]]:
@@ -358,6 +375,7 @@ class Replayer:
         self.runtime, self.source, self.live = runtime, source, live
         self.mode: Mode = "live" if live else "strict"
         self.tape: Tape | None = None
+        self._same_policy = False
         self.registry = ToolRegistry(RecordedTool(spec, self) for spec in runtime.registry)
         if live:
             router, planner = runtime.router, runtime.planner
@@ -365,7 +383,14 @@ class Replayer:
             router, planner = RecordedRouter(self), copy.copy(runtime.planner)
             planner.filler = copy.copy(runtime.planner.filler)
             planner.filler.model = RecordedSlotModel(self)
-        self.scratch = Scratch.build(runtime, router, planner, self.registry)
+        self.scratch = Scratch.build(runtime, router, planner, self.registry, self._recorded_limit)
+
+    def _recorded_limit(self, phase: str, step_id: str, rule_id: str) -> dict[str, Any] | None:
+        """The run's own rate-limit check, while the policy is the one it was recorded under (a
+        changed policy is judged afresh, as the counters stood when the run arrived)."""
+        if self.tape is None or not self._same_policy:
+            return None
+        return self.tape.limit_check(phase, step_id, rule_id)
 
     def replay(self, run_id: str) -> ReplayReport:
         """Verify the record, then replay it. Raises RecordError when the run cannot be replayed."""
@@ -386,6 +411,7 @@ class Replayer:
         changed = sorted(k for k in set(recorded_versions) | set(current) if recorded_versions.get(k) != current.get(k))
         if changed:
             notes.append("recorded under other versions: " + ", ".join(f"{k} {recorded_versions.get(k)} (now {current.get(k)})" for k in changed))
+        self._same_policy = recorded_versions.get("policy") == current.get("policy")
         self.tape = Tape.from_events(recorded, self.live)
         replayed, outcome, stopped = self._run_again(run, recorded)
         recorded_outcome = {"status": run.status, "template": run.template}

@@ -16,7 +16,7 @@ tool stricter (to loosen a packaged rule, a file replaces it by its id).
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +43,9 @@ class Check(BaseModel):
     rule_id: str
     decision: Decision
     reason: str
+
+
+RecordedLimits = Callable[[str, str, str], dict[str, Any] | None]  # (phase, step id, rule id) -> recorded check
 
 
 class StepDecision(BaseModel):
@@ -143,13 +146,17 @@ class PolicyEngine:
         self.policy: PolicySet = load_policies(files, registry, templates)
         self.version = self.policy.version
         self.limiter = limiter
+        self.recorded_limits: RecordedLimits | None = None
         self.guardian = InputGuardian(self.policy.input_guard, self.policy.human_topics, registry.names())
 
-    def for_replay(self) -> PolicyEngine:
-        """The same policy over a read-only view of the counters: rate limits are judged as they
-        stood when the replayed run arrived, and nothing is counted."""
+    def for_replay(self, recorded: RecordedLimits | None = None) -> PolicyEngine:
+        """The same policy over a read-only view of the counters; nothing is counted. A rate-limit
+        check the replayed run recorded is served as recorded (`recorded(phase, step_id, rule_id)`):
+        the counters are outside state, like a tool's answer, and other runs changed them while
+        this one ran. One that was not recorded is judged as the counters stood when the run arrived."""
         replica = copy.copy(self)
         replica.limiter = RateLimiter(self.limiter.engine, read_only=True) if self.limiter is not None else None
+        replica.recorded_limits = recorded
         return replica
 
     # --- facts -------------------------------------------------------------------------
@@ -206,7 +213,9 @@ class PolicyEngine:
                 checks.append(guard)
             checks += [self._static_precondition(pre, plan, index, facts, ticket) for pre in self._preconditions(step.tool)]
             checks += [
-                self._limit_check(limit, facts, None, None, received_at) for limit in self._limits(step.tool) if limit.per != "account"
+                self._limit_check(limit, facts, None, None, received_at, ("plan", step.id))
+                for limit in self._limits(step.tool)
+                if limit.per != "account"
             ]
             if route_confidence is not None and plan.template != "escalate" and self._side_effects(step.tool):
                 threshold = self.policy.routing.min_confidence
@@ -244,8 +253,16 @@ class PolicyEngine:
         return Check(rule_id=pre.id, decision="allow", reason="an earlier step feeds it")
 
     def _limit_check(
-        self, limit: RateLimit, facts: Mapping[str, Any], args: Mapping[str, Any] | None, key: str | None, received_at: datetime | None
+        self,
+        limit: RateLimit,
+        facts: Mapping[str, Any],
+        args: Mapping[str, Any] | None,
+        key: str | None,
+        received_at: datetime | None,
+        where: tuple[str, str],
     ) -> Check:
+        if self.recorded_limits is not None and (recorded := self.recorded_limits(*where, limit.id)) is not None:
+            return Check.model_validate(recorded)
         scope = self._scope(limit, facts, args)
         if scope is None:
             return Check(rule_id=limit.id, decision="deny", reason=f"{limit.tool} is rate limited per {limit.per}, and the {limit.per} is unknown")
@@ -295,13 +312,14 @@ class PolicyEngine:
             checks.append(guard)
         checks += [self._live_precondition(pre, request, facts) for pre in self._preconditions(step.tool)]
         limits = self._limits(step.tool)
-        checks += [self._limit_check(limit, facts, request.args, request.idempotency_key, ctx.received_at) for limit in limits]
+        checks += [self._limit_check(limit, facts, request.args, request.idempotency_key, ctx.received_at, ("gate", step.id)) for limit in limits]
         decision = self._decide(step, checks, "gate", {**facts, "args": dict(request.args)})
         if decision.decision == "allow" and self.limiter is not None:
             uses = [RateUse(limit.id, self._scope(limit, facts, request.args), limit.limit, limit.window_s) for limit in limits]
             full = self.limiter.take(uses, request.idempotency_key, request.run_id)
             if full is not None:  # a run at the same moment took the last use
-                checks.append(Check(rule_id=full, decision="deny", reason=f"{step.tool} reached its limit under {full} while this step was being checked"))
+                lost = Check(rule_id=full, decision="deny", reason=f"{step.tool} reached its limit under {full} while this step was being checked")
+                checks = [lost if check.rule_id == full else check for check in checks]
                 decision = self._decide(step, checks, "gate", {**facts, "args": dict(request.args)})
         return decision
 

@@ -224,3 +224,22 @@ def test_replay_judges_limits_as_they_stood_when_the_run_arrived_and_counts_noth
     assert (later.decision, [d.rule_id for d in later.blocking]) == ("deny", ["resets-per-requester-per-day"])
     assert replica.limiter.take([RateUse("resets-per-requester-per-day", "jane@example.com", 100, 86400)], "replayed", "run_x") is None
     assert limiter.used("resets-per-requester-per-day", "jane@example.com", 86400, now=arrived + timedelta(hours=1)) == 4
+
+
+def test_replay_serves_the_recorded_rate_limit_counts_of_runs_that_overlapped(runtime):
+    """Run B arrives, run A for the same requester makes its reset first, then B runs: B's gate
+    saw A's use, which came after B arrived. The counters are outside state, so replay serves
+    the counts B recorded and reproduces B, where counting as of B's arrival would not."""
+    from agent.audit import AuditSource
+    from agent.replay import Replayer
+
+    runner = Runner(runtime)
+    late = runtime.store.create_run(reset_ticket().model_dump(mode="json"), runtime.versions)
+    first = runner.submit(reset_ticket())
+    assert first.status == "completed"
+    driven = runner.resume(late.id)
+    assert driven.status == "completed"
+    gate = next(s["policy"] for s in driven.steps if s["step_id"] == "make_password")
+    assert "1 of 3 used" in " ".join(c["reason"] for c in gate["checks"])
+    report = Replayer(runtime, AuditSource.open(runtime.settings)).replay(late.id)
+    assert report.status == "reproduced", report.message
