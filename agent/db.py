@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy import Table, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import create_engine
 
 
@@ -22,6 +24,15 @@ def make_engine(url: str) -> Engine:
     if is_sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def insert_new(conn: Connection, table: Table, row: dict[str, Any]) -> bool:
+    """Insert `row` unless a row with the same unique key exists; True when it was inserted.
+    Inside a transaction this never raises on the duplicate, so the transaction stays usable
+    (on PostgreSQL a failed INSERT would abort it)."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table).values(row).on_conflict_do_nothing().returning(*table.primary_key.columns)
+    return conn.execute(statement).first() is not None  # rowcount is not reliable here on psycopg
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 (DB-API objects are untyped)

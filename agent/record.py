@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, select
 
+from agent.db import insert_new
 from agent.integrity import (
     GENESIS_HASH,
     PLAIN_CHAIN,
@@ -495,21 +496,11 @@ class SideEffectLedger:
 
     def begin(self, key: str, run_id: str, step_id: str, tool: str) -> None:
         """Note the attempt before the call, so a crash mid-call is visible in the record."""
-        table = self._table
+        table, now = self._table, utcnow()
+        first = {"idempotency_key": key, "run_id": run_id, "step_id": step_id, "tool": tool, "status": "started", "attempts": 1, "created_at": now, "updated_at": now}
         with self.engine.begin() as conn:
-            bumped = conn.execute(
-                update(table)
-                .where(table.c.idempotency_key == key)
-                .values(attempts=table.c.attempts + 1, updated_at=utcnow())
-            ).rowcount
-            if not bumped:
-                now = utcnow()
-                conn.execute(
-                    insert(table).values(
-                        idempotency_key=key, run_id=run_id, step_id=step_id, tool=tool, status="started",
-                        attempts=1, created_at=now, updated_at=now,
-                    )
-                )
+            if not insert_new(conn, table, first):  # an attempt before this one (or one at the same moment)
+                conn.execute(update(table).where(table.c.idempotency_key == key).values(attempts=table.c.attempts + 1, updated_at=now))
 
     def finish(self, key: str, *, output: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> None:
         table = self._table

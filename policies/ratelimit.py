@@ -14,10 +14,10 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from sqlalchemy import UniqueConstraint, func, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Field, SQLModel
 
+from agent.db import insert_new
 from agent.schema import ensure_schema
 
 
@@ -114,9 +114,8 @@ class RateLimiter:
 
     def _take_one(self, conn: Connection, use: RateUse, idempotency_key: str, run_id: str, at: datetime) -> None:
         table, digest = self._table, scope_hash(use.rule_id, use.scope)
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
         row = {"rule_id": use.rule_id, "scope_hash": digest, "idempotency_key": idempotency_key, "run_id": run_id, "created_at": at}
-        if not conn.execute(dialect.insert(table).values(row).on_conflict_do_nothing()).rowcount:
+        if not insert_new(conn, table, row):
             return  # already counted under this key: a retry or a resumed run
         earlier = conn.execute(
             select(func.count()).select_from(table).where(

@@ -198,3 +198,10 @@ def test_an_answer_whose_run_cannot_be_queued_is_not_stored(runtime):
         decide(ctx, approval.id, True, "agent", "")
     [stored] = runtime.store.approvals(run_id=run.id)
     assert (stored.status, stored.decided_by) == ("pending", None)
+
+
+def test_simultaneous_first_attempts_at_one_side_effect_are_both_noted(runtime):
+    ledger = runtime.ledger
+    _race(5, lambda i: ledger.begin("run-y-step-key", "run-y", "reset", "password_reset"))
+    noted = ledger.get("run-y-step-key")
+    assert (noted.status, noted.attempts) == ("started", 5)

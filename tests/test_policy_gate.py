@@ -153,6 +153,10 @@ def test_a_retried_step_is_not_counted_twice(runtime):
     assert limiter.take([RateUse("r", "jane@example.com", 1, 60)], "same-key", "run1") is None  # counted already, not full
     assert limiter.used("r", "jane@example.com", 60) == 1
     assert limiter.used("r", "jane@example.com", 60, excluding="same-key") == 0
+    assert limiter.take([RateUse("r", "jane@example.com", 5, 60)], "other-key", "run2") is None
+    # the window is full now, but this step's use was counted before: a retry is not refused
+    assert limiter.take([RateUse("r", "jane@example.com", 1, 60)], "same-key", "run1") is None
+    assert limiter.used("r", "jane@example.com", 60) == 2
 
 
 # --- approval --------------------------------------------------------------------------------

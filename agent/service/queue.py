@@ -13,10 +13,10 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from agent.db import insert_new
 from agent.service.models import WorkItem, utcnow
 
 
@@ -42,9 +42,7 @@ class WorkQueue:
             update(t).where(t.c.run_id == run_id).values(state="queued", answer=answer, lease_owner=None, lease_until=None, updated_at=now)
         ).rowcount
         if not requeued:  # a row inserted by someone else between the two statements wins
-            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-            row = {"run_id": run_id, "state": "queued", "answer": answer, "attempts": 0, "enqueued_at": now, "updated_at": now}
-            conn.execute(dialect.insert(t).values(row).on_conflict_do_nothing())
+            insert_new(conn, t, {"run_id": run_id, "state": "queued", "answer": answer, "attempts": 0, "enqueued_at": now, "updated_at": now})
         return None
 
     def ensure(self, run_id: str) -> bool:
