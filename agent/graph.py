@@ -238,6 +238,7 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
         return {"reply": composed.model_dump(mode="json")}
 
     def done(state: RunState) -> dict[str, Any]:
+        check_lease()  # sealing the run is a write like any other
         built = state.get("plan")
         if state.get("status") == "failed":
             status = "failed"
