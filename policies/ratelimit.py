@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import UniqueConstraint, func, select, text
+from sqlalchemy import Select, UniqueConstraint, func, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Field, SQLModel
 
@@ -72,17 +72,10 @@ class RateLimiter:
     ) -> int:
         """Uses in the window ending `now`, not counting the use made under `excluding` (a retried
         step); with `before`, only uses strictly before `now` (as they stood at that moment)."""
-        table = self._table
         end = now or _utcnow()
-        query = select(func.count()).select_from(table).where(
-            table.c.rule_id == rule_id,
-            table.c.scope_hash == scope_hash(rule_id, scope),
-            table.c.created_at >= end - timedelta(seconds=window_s),
-        )
+        query = self._in_window(rule_id, scope_hash(rule_id, scope), end, window_s, excluding)
         if before:
-            query = query.where(table.c.created_at < end)
-        if excluding is not None:
-            query = query.where(table.c.idempotency_key != excluding)
+            query = query.where(self._table.c.created_at < end)
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
@@ -104,8 +97,9 @@ class RateLimiter:
         at = now or _utcnow()
         try:
             with self.engine.begin() as conn:
-                for digest in sorted({scope_hash(use.rule_id, use.scope) for use in uses}) if conn.dialect.name == "postgresql" else ():
-                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": int(digest[:15], 16)})
+                if conn.dialect.name == "postgresql":  # in one order, so two steps never wait on each other
+                    for digest in sorted({scope_hash(use.rule_id, use.scope) for use in uses}):
+                        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": int(digest[:15], 16)})
                 for use in uses:
                     self._take_one(conn, use, idempotency_key, run_id, at)
         except _WindowFull as full:
@@ -117,13 +111,14 @@ class RateLimiter:
         row = {"rule_id": use.rule_id, "scope_hash": digest, "idempotency_key": idempotency_key, "run_id": run_id, "created_at": at}
         if not insert_new(conn, table, row):
             return  # already counted under this key: a retry or a resumed run
-        earlier = conn.execute(
-            select(func.count()).select_from(table).where(
-                table.c.rule_id == use.rule_id,
-                table.c.scope_hash == digest,
-                table.c.created_at >= at - timedelta(seconds=use.window_s),
-                table.c.idempotency_key != idempotency_key,
-            )
-        ).scalar_one()
+        earlier = conn.execute(self._in_window(use.rule_id, digest, at, use.window_s, idempotency_key)).scalar_one()
         if earlier >= use.limit:
             raise _WindowFull(use.rule_id)
+
+    def _in_window(self, rule_id: str, digest: str, end: datetime, window_s: int, excluding: str | None) -> Select:
+        """Count of the uses under a rule and scope in the window ending `end`, less `excluding`'s."""
+        table = self._table
+        query = select(func.count()).select_from(table).where(
+            table.c.rule_id == rule_id, table.c.scope_hash == digest, table.c.created_at >= end - timedelta(seconds=window_s)
+        )
+        return query if excluding is None else query.where(table.c.idempotency_key != excluding)

@@ -12,9 +12,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
 
 from agent.db import insert_new
 from agent.service.models import WorkItem, utcnow
@@ -32,29 +31,25 @@ class WorkQueue:
         two workers never drive one run. With `conn`, inside the caller's transaction."""
         if conn is None:
             with self.engine.begin() as own:
-                return self.enqueue(run_id, answer, own)
+                self.enqueue(run_id, answer, own)
+            return
         t, now = self._table, utcnow()
         if answer is not None:
             held = conn.execute(update(t).where(t.c.run_id == run_id, t.c.state == "leased").values(answer=answer, updated_at=now)).rowcount
             if held:
-                return None
+                return
         requeued = conn.execute(
             update(t).where(t.c.run_id == run_id).values(state="queued", answer=answer, lease_owner=None, lease_until=None, updated_at=now)
         ).rowcount
         if not requeued:  # a row inserted by someone else between the two statements wins
             insert_new(conn, t, {"run_id": run_id, "state": "queued", "answer": answer, "attempts": 0, "enqueued_at": now, "updated_at": now})
-        return None
 
     def ensure(self, run_id: str) -> bool:
         """Queue a run unless it has a queue entry already (accepting, and re-accepting a run
         whose first request died between storing it and queueing it); True when it was added."""
         t, now = self._table, utcnow()
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(t).values(run_id=run_id, state="queued", answer=None, attempts=0, enqueued_at=now, updated_at=now))
-        except IntegrityError:
-            return False
-        return True
+        with self.engine.begin() as conn:
+            return insert_new(conn, t, {"run_id": run_id, "state": "queued", "answer": None, "attempts": 0, "enqueued_at": now, "updated_at": now})
 
     def claim(self, owner: str) -> WorkItem | None:
         """Lease the oldest claimable run: queued, or leased by a worker whose lease ran out."""
