@@ -11,14 +11,14 @@ from tools.contracts.types import Email, TicketId
 from tools.safe_parse import load_json
 
 
-def _without_nul(value: str) -> str:
-    """NUL cannot be stored in PostgreSQL text and has no place in a ticket."""
+def without_nul(value: str) -> str:
+    """NUL cannot be stored in PostgreSQL text and has no place in anything a person writes."""
     if "\x00" in value:
         raise ValueError("contains NUL characters")
     return value
 
 
-NO_NUL = AfterValidator(_without_nul)
+NO_NUL = AfterValidator(without_nul)
 
 
 class Ticket(BaseModel):

@@ -125,6 +125,8 @@ def test_bad_input_gets_problem_documents_and_loses_nothing(build):
             (client.post("/v1/tickets", json={**RESET, "customer_tier": "vip\x00"}, headers=key), 422, "NUL"),
             (client.post("/v1/tickets", json={**RESET, "tags": ["t" * 101]}, headers=key), 422, "at most 100 characters"),
             (client.get("/v1/runs/run_nope"), 404, "unknown run id"),
+            (client.get("/v1/runs", params={"template": "a\x00b"}), 400, "NUL character"),
+            (client.get("/v1/runs/run%00x"), 400, "NUL character"),
         ]
         for response, status, words in cases:
             assert response.status_code == status, (status, response.text)
@@ -153,6 +155,7 @@ def test_approval_through_the_api_resumes_the_run(build, tmp_path):
         assert pending["run_id"] == run_id and pending["steps"][0]["tool"] == "password_reset"
         assert platform.post(f"/v1/approvals/{pending['id']}", json={"decision": "approve"}).status_code == 403
         assert agent.post(f"/v1/approvals/{pending['id']}", json={"decision": "maybe"}).status_code == 422
+        assert agent.post(f"/v1/approvals/{pending['id']}", json={"decision": "approve", "note": "n\x00"}).status_code == 422
         decided = agent.post(f"/v1/approvals/{pending['id']}", json={"decision": "approve", "note": "verified by phone"})
         assert decided.status_code == 202 and decided.json()["status"] == "approved"
         assert agent.post(f"/v1/approvals/{pending['id']}", json={"decision": "reject"}).status_code == 409
@@ -202,6 +205,8 @@ def test_escalation_queue_pages_past_the_first_hundred(build):
         assert 'id="newer"' in page_two and 'id="older"' not in page_two
         assert all(escalation_id in page_two for escalation_id in rest)
         assert agent.get("/console/escalations", params={"page": "²"}).status_code == 200  # not a page number: the first
+        refused = agent.post(f"/console/escalations/{created[0]}/resolve", data={"resolution": "done\x00"})
+        assert refused.status_code == 400 and "NUL" in refused.text
 
 
 def test_health_readiness_and_metrics(build):

@@ -66,6 +66,8 @@ async def _form(request: Request) -> dict[str, str]:
         parsed = parse_qs(raw.decode("utf-8"), keep_blank_values=True)
     except UnicodeDecodeError:
         raise ProblemError(400, "the form is not valid UTF-8") from None
+    if any("\x00" in name or "\x00" in value for name, values in parsed.items() for value in values):
+        raise ProblemError(400, "the form contains a NUL character")
     return {name: values[-1] for name, values in parsed.items()}
 
 

@@ -1,5 +1,7 @@
 """ASGI middleware: a hard cap on request bodies (413 before the body is read, or as soon as
-a chunked body passes the cap), and one structured log line plus a metric per request."""
+a chunked body passes the cap), NUL refused in the URL (no database stores it in text: a query
+filter with one would fail inside PostgreSQL), and one structured log line plus a metric per
+request."""
 
 from __future__ import annotations
 
@@ -30,6 +32,10 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        query = scope.get("query_string") or b""
+        if "\x00" in scope["path"] or b"%00" in query or b"\x00" in query:
+            await _send_problem(send, 400, "the URL contains a NUL character")
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None:

@@ -5,14 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent.record import Approval, Run
+from agent.tickets import without_nul
 from tools.escalation import Escalation
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:  # noqa: ANN401 (every field of every body)
+        return without_nul(value) if isinstance(value, str) else value
 
 
 class RunView(BaseModel):
