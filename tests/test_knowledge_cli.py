@@ -6,6 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from agent.cli import app
+from tools.embeddings import SentenceTransformerEmbedder
+from tools.knowledge.embedded import EmbeddedIndex
 
 pytestmark = pytest.mark.slow
 
@@ -24,10 +26,16 @@ def test_ingest_warns_about_bad_files_continues_and_reingests_incrementally(tmp_
     assert "2 added" in first.output
     (docs / "fees.md").write_text("---\nid: fees\nproduct: cards\n---\n# Fees\n\n## Annual fee\nThe Gold card costs 95 a year.")
     (docs / "kb.jsonl").unlink()
+    # broken.txt still cannot be read, so the source is incomplete: nothing is taken as deleted
     second = runner.invoke(app, ["ingest", str(docs), "--source", "help", "--json"])
     assert second.exit_code == 0, second.output
-    assert '"updated": [\n    "fees"\n  ]' in second.output and '"removed": [\n    "limits"\n  ]' in second.output
-    assert '"embedded_chunks": 1' in second.output
+    assert '"updated": [\n    "fees"\n  ]' in second.output and '"removed": []' in second.output
+    assert '"embedded_chunks": 1' in second.output and '"removals_held": true' in second.output
+    assert "missing from PATHs were kept, not removed" in second.output
+    (docs / "broken.txt").unlink()
+    third = runner.invoke(app, ["ingest", str(docs), "--source", "help", "--json"])
+    assert third.exit_code == 0, third.output
+    assert '"removed": [\n    "limits"\n  ]' in third.output and '"removals_held": false' in third.output
     nothing = runner.invoke(app, ["ingest", str(tmp_path / "missing")])
     assert nothing.exit_code == 2 and "no usable documents" in nothing.output
 
@@ -38,3 +46,29 @@ def test_eval_retrieval_refuses_unknown_datasets_and_modes():
     assert bad.exit_code == 2 and "--dataset must be one of banking_knowledge, stackfaq" in bad.output
     bad_mode = runner.invoke(app, ["eval", "retrieval", "--dataset", "stackfaq", "--mode", "magic"])
     assert bad_mode.exit_code == 2 and "--mode must be one of" in bad_mode.output
+
+
+def test_a_file_that_turns_unreadable_keeps_its_documents_until_it_reads_again(tmp_path, monkeypatch):
+    """Bad input loses nothing stored: a corrupted file or a broken JSONL line is not a deletion."""
+    monkeypatch.setenv("CASEPLAN_DATA_DIR", str(tmp_path / "data"))
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "returns.md").write_text("# Returns\n\nReturns are free within 30 days.")
+    (docs / "kb.jsonl").write_text('{"id": "j1", "content": "Card limits are 500."}\n{"id": "j2", "content": "Cards expire after three years."}\n')
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", str(docs), "--source", "kb"]).exit_code == 0
+    (docs / "returns.md").write_bytes(b"\x00\x01 corrupted")
+    (docs / "kb.jsonl").write_text('{"id": "j1", "content": "Card limits are 500."}\n{"id": "j2", "content": "Cards expire\n')
+    damaged = runner.invoke(app, ["ingest", str(docs), "--source", "kb", "--json"])
+    assert damaged.exit_code == 0, damaged.output
+    assert '"removed": []' in damaged.output and '"unchanged": 1' in damaged.output
+    assert {"j1", "j2", "returns"} <= _indexed_ids(tmp_path / "data")
+    (docs / "returns.md").unlink()
+    (docs / "kb.jsonl").write_text('{"id": "j1", "content": "Card limits are 500."}\n')
+    clean = runner.invoke(app, ["ingest", str(docs), "--source", "kb", "--json"])
+    assert '"removed": [\n    "j2",\n    "returns"\n  ]' in clean.output, clean.output
+    assert not {"j2", "returns"} & _indexed_ids(tmp_path / "data")
+
+
+def _indexed_ids(data_dir):
+    return {document.id for document in EmbeddedIndex(data_dir / "knowledge", SentenceTransformerEmbedder()).documents()}

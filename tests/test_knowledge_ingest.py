@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import date
 
 import pytest
@@ -119,3 +120,34 @@ def test_knowledge_settings_come_from_config_and_env_and_bad_values_are_named():
         load_settings(env={"CASEPLAN__KNOWLEDGE__OVERLAP_TOKENS": "400"})
     with pytest.raises(ConfigError, match="knowledge.fusion"):
         load_settings(env={"CASEPLAN__KNOWLEDGE__FUSION": "average"})
+
+
+def test_pipes_devices_oversized_lines_and_heading_only_documents_are_reported_not_read(tmp_path, monkeypatch):
+    """A FIFO would block the read and /dev/zero never ends: neither is opened. A JSONL line over
+    the document bound is skipped on its own; the lines after it still load."""
+    from tools.knowledge import documents as loader
+
+    monkeypatch.setattr(loader, "MAX_DOCUMENT_BYTES", 200)
+    os.mkfifo(tmp_path / "pipe.md")
+    (tmp_path / "zero.txt").symlink_to("/dev/zero")
+    (tmp_path / "headings.md").write_text("# Only a title\n\n## And a section\n")
+    (tmp_path / "big.md").write_text("# Big\n\n" + "word " * 100)
+    lines = [json.dumps({"id": "before", "content": "First."}), json.dumps({"id": "huge", "content": "x" * 500}), json.dumps({"id": "after", "content": "Last."})]
+    (tmp_path / "kb.jsonl").write_text("\n".join(lines) + "\n")
+    docs, problems = load_documents([tmp_path, tmp_path / "zero.txt"], "s")
+    assert sorted(d.id for d in docs) == ["after", "before"]
+    messages = {p.origin.rsplit("/", 1)[-1]: p.message for p in problems}
+    assert messages["pipe.md"] == messages["zero.txt"] == "not a regular file (a pipe, device or socket); skipped"
+    assert "has headings but no text under them" in messages["headings.md"]
+    assert "larger than 200 bytes" in messages["big.md"]
+    assert messages["kb.jsonl:2"] == "line longer than 200 bytes; skipped"
+    assert all(p.lost for p in problems)  # each may hide a document: removals must wait
+
+
+def test_field_problems_and_unsupported_files_do_not_count_as_lost_documents(tmp_path):
+    (tmp_path / "notes.pdf").write_bytes(b"%PDF-1.4")
+    (tmp_path / "a.md").write_text("---\nid: a\nupdated: soon\n---\n# A\n\nText.")
+    (tmp_path / "b.jsonl").write_text('{"id": "a", "content": "again"}\n')
+    docs, problems = load_documents([tmp_path, tmp_path / "notes.pdf"], "s")
+    assert [d.id for d in docs] == ["a"] and len(problems) == 3
+    assert not any(p.lost for p in problems), problems

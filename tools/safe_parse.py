@@ -66,22 +66,22 @@ def load_json(text: str) -> Any:  # noqa: ANN401 (any JSON document)
 
 def read_bounded(path: Path, max_bytes: int) -> bytes:
     """The whole file when it holds at most `max_bytes`; ValueError, without reading the rest,
-    when it holds more."""
+    when it holds more. Messages leave the path to the caller, which names it its own way."""
     with path.open("rb") as handle:
         data = handle.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise ValueError(f"{path}: larger than {max_bytes:,} bytes")
+        raise ValueError(f"larger than {max_bytes:,} bytes")
     return data
 
 
 def bounded_lines(path: Path, max_line_bytes: int) -> Iterator[str]:
     """The file's lines as UTF-8 text, one at a time; a line over `max_line_bytes` or bytes that
-    are not UTF-8 raise ValueError naming the line."""
+    are not UTF-8 raise ValueError naming the line (not the path: the caller names it)."""
     with path.open("rb") as handle:
         for number, raw in enumerate(iter(lambda: handle.readline(max_line_bytes + 1), b""), start=1):
             if len(raw) > max_line_bytes:
-                raise ValueError(f"{path}: line {number} is longer than {max_line_bytes:,} bytes")
+                raise ValueError(f"line {number} is longer than {max_line_bytes:,} bytes")
             try:
                 yield raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise ValueError(f"{path}: line {number} is not UTF-8 (byte {exc.start})") from None
+                raise ValueError(f"line {number} is not UTF-8 (byte {exc.start})") from None

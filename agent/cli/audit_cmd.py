@@ -166,7 +166,7 @@ def verify(
         except OSError as exc:
             fail(f"{file}: cannot read ({exc.strerror or exc})")
         except ValueError as exc:
-            fail(str(exc))
+            fail(f"{file}: {exc}")
         _finish(summary, as_json)
         return
     if all_runs:

@@ -31,14 +31,22 @@ def ingest(
         typer.echo(f"warning: {problem.origin}: {problem.message}", err=True)
     if not documents:
         fail("no usable documents found in the given paths")
+    # A document left out by a problem is not a deleted one: removal waits for a clean read.
+    hold_removals = any(problem.lost for problem in problems)
     index = open_knowledge_index(state(ctx).settings)
     bar = _LazyBar()
     try:
-        report = index.ingest(documents, source=source, progress=bar.advance)
+        report = index.ingest(documents, source=None if hold_removals else source, progress=bar.advance)
     finally:
         bar.close()
+    if hold_removals:
+        typer.echo(
+            f"warning: documents of source {source!r} missing from PATHs were kept, not removed, because some "
+            "documents above could not be read; fix them and ingest again",
+            err=True,
+        )
     if as_json:
-        echo_json(report.model_dump())
+        echo_json(report.model_dump() | {"removals_held": hold_removals})
         return
     typer.echo(
         f"{len(documents)} documents from source {source!r}: {len(report.added)} added, {len(report.updated)} updated, "

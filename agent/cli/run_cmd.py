@@ -92,7 +92,7 @@ def register(app: typer.Typer) -> None:
             except OSError as exc:
                 fail(f"{file}: {exc.strerror}")
             except ValueError as exc:
-                fail(f"{exc}; a ticket document holds at most {limit:,} characters of text")
+                fail(f"{file}: {exc}; a ticket document holds at most {limit:,} characters of text")
             ticket = decode_ticket_bytes(raw, limit)
             overrides = {"requester_email": requester, "ticket_id": ticket_id, "subject": subject}
             ticket = parse_ticket({**ticket.model_dump(exclude_none=True), **{k: v for k, v in overrides.items() if v}}, limit)

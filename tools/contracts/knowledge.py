@@ -28,7 +28,10 @@ class DateRange(ToolModel):
         return self
 
 
-FilterValue = str | list[str] | DateRange
+# Bounded like the metadata they match (a field holds at most 500 characters), so a filter
+# cannot grow into a query the cluster refuses (OpenSearch caps `terms` at 65,536 values).
+FilterText = Annotated[str, StringConstraints(max_length=500)]
+FilterValue = FilterText | Annotated[list[FilterText], Field(max_length=100)] | DateRange
 
 
 class KnowledgeSearchInput(ToolModel):

@@ -11,9 +11,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from tools.knowledge.documents import Document
+from tools.knowledge.documents import HEADING, Document
 
-_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.MULTILINE)
 _PARAGRAPH = re.compile(r"\n\s*\n")
 # A sentence ends at . ! ? (optionally closed by quotes/brackets) before whitespace, or at a line break
 # inside a list or table: those lines stand alone.
@@ -42,7 +41,7 @@ class Chunk:
 
 def _sections(text: str) -> Iterator[tuple[str, int, int]]:
     """(heading path, body start, body end) for the text before the first heading and under each one."""
-    headings = list(_HEADING.finditer(text))
+    headings = list(HEADING.finditer(text))
     stack: list[tuple[int, str]] = []
     first = headings[0].start() if headings else len(text)
     yield "", 0, first

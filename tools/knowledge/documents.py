@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from tools.safe_parse import load_json, load_yaml, yaml_error_text
+from tools.safe_parse import load_json, load_yaml, read_bounded, yaml_error_text
 
 SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html", ".txt": "text", ".jsonl": "jsonl"}
 # Metadata the index keeps as filterable fields; anything else stays in `extra`.
@@ -33,7 +33,11 @@ METADATA_ALIASES = {
     "date": "updated",
 }
 MAX_FIELD_CHARS = 500
+# One document (a JSONL line is one): a bigger file is refused before it is read, so a path to
+# /dev/zero or a stray disk image ends in a warning, not in memory.
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
+HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.MULTILINE)
 
 
 class Document(BaseModel):
@@ -58,6 +62,19 @@ class Document(BaseModel):
 class LoadProblem(BaseModel):
     origin: str
     message: str
+    # A document may be missing because of this (an unreadable file, a broken line): the source
+    # is then incomplete, and documents absent from it must not be taken as deleted.
+    lost: bool = False
+
+
+def _skipped(origin: str, message: str) -> LoadProblem:
+    """A document (or a whole file of them) left out."""
+    return LoadProblem(origin=origin, message=f"{message}; skipped", lost=True)
+
+
+def _ignored(origin: str, message: str) -> LoadProblem:
+    """A field left out; the document still goes in."""
+    return LoadProblem(origin=origin, message=f"{message}; ignored")
 
 
 def _single_value(value: object) -> str | None:
@@ -82,21 +99,21 @@ def _metadata(raw: dict[str, object], origin: str) -> tuple[dict[str, object], l
             continue
         text = _single_value(value)
         if text is None:
-            problems.append(LoadProblem(origin=origin, message=f"{_not_single(key)}; ignored"))
+            problems.append(_ignored(origin, _not_single(key)))
             continue
         if name == "updated":
             try:
                 fields[name] = value if isinstance(value, date) else date.fromisoformat(text[:10])
             except ValueError:
-                problems.append(LoadProblem(origin=origin, message=f"field {key!r}: {text[:40]!r} is not an ISO date; ignored"))
+                problems.append(_ignored(origin, f"field {key!r}: {text[:40]!r} is not an ISO date"))
         else:
             fields[name] = text
     return fields, problems
 
 
 def _read_text(path: Path) -> str:
-    """UTF-8 text; binary (NUL bytes) or undecodable files raise ValueError."""
-    data = path.read_bytes()
+    """UTF-8 text; binary (NUL bytes), undecodable or oversized files raise ValueError."""
+    data = read_bounded(path, MAX_DOCUMENT_BYTES)
     if b"\x00" in data[:8192]:
         raise ValueError("binary file (NUL bytes)")
     try:
@@ -156,10 +173,10 @@ def _markdown(path: Path, raw: str, source: str) -> Iterator[Document | LoadProb
         try:
             loaded = load_yaml(match.group(1)) or {}
         except yaml.YAMLError as exc:
-            yield LoadProblem(origin=str(path), message=f"front matter is not valid YAML ({yaml_error_text(exc)}); skipped")
+            yield _skipped(str(path), f"front matter is not valid YAML ({yaml_error_text(exc)})")
             return
         if not isinstance(loaded, dict):
-            yield LoadProblem(origin=str(path), message="front matter is not a mapping of fields; ignored")
+            yield _ignored(str(path), "front matter is not a mapping of fields")
         meta = loaded if isinstance(loaded, dict) else {}
         raw = raw[match.end():]
     yield from _document(str(path), meta, raw, source, default_id=path.stem, default_title=_first_heading(raw) or path.stem)
@@ -170,44 +187,74 @@ def _first_heading(text: str) -> str | None:
     return found.group(1).strip() if found else None
 
 
+def _has_body(text: str) -> bool:
+    """Whether anything but headings is there: headings alone give no passage to search."""
+    return bool(HEADING.sub("", text).strip())
+
+
 def _document(
     origin: str, meta: dict[str, object], text: str, source: str, *, default_id: str | None, default_title: str
 ) -> Iterator[Document | LoadProblem]:
     doc_id = _single_value(meta.get("id") or default_id or "")
     if doc_id is None:
-        yield LoadProblem(origin=origin, message=f"{_not_single('id')}; skipped")
+        yield _skipped(origin, _not_single("id"))
         return
     if not doc_id:
-        yield LoadProblem(origin=origin, message="document has no id; skipped")
+        yield _skipped(origin, "document has no id")
         return
     if not text.strip():
-        yield LoadProblem(origin=origin, message=f"document {doc_id!r} is empty; skipped")
+        yield _skipped(origin, f"document {doc_id!r} is empty")
+        return
+    if not _has_body(text):
+        yield _skipped(origin, f"document {doc_id!r} has headings but no text under them")
         return
     fields, problems = _metadata(meta, origin)
     yield from problems
     named = {key: _single_value(meta.get(key)) for key in ("title", "source") if meta.get(key)}
     for key in [key for key, value in named.items() if value is None]:
-        yield LoadProblem(origin=origin, message=f"{_not_single(key)}; ignored")
+        yield _ignored(origin, _not_single(key))
     title = named.get("title") or default_title.strip()
     yield Document(id=doc_id, title=title, text=text.strip("\n"), source=named.get("source") or source, origin=origin, **fields)
 
 
-def _jsonl(path: Path, raw: str, source: str) -> Iterator[Document | LoadProblem]:
-    for number, line in enumerate(raw.splitlines(), start=1):
+def _jsonl_lines(path: Path) -> Iterator[tuple[str, str] | LoadProblem]:
+    """(origin, line) pairs read one at a time (a corpus file can be large); a line longer than
+    a document may be, or not UTF-8, is skipped on its own and the lines after it still count."""
+    with path.open("rb") as handle:
+        number = 0
+        while raw := handle.readline(MAX_DOCUMENT_BYTES + 1):
+            number += 1
+            origin = f"{path}:{number}"
+            if len(raw) > MAX_DOCUMENT_BYTES:
+                while raw and not raw.endswith(b"\n"):  # the rest of this line, read in bounded pieces
+                    raw = handle.readline(MAX_DOCUMENT_BYTES + 1)
+                yield _skipped(origin, f"line longer than {MAX_DOCUMENT_BYTES:,} bytes")
+                continue
+            try:
+                yield origin, raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                yield _skipped(origin, f"not UTF-8 ({exc.reason} at byte {exc.start})")
+
+
+def _jsonl(path: Path, source: str) -> Iterator[Document | LoadProblem]:
+    for item in _jsonl_lines(path):
+        if isinstance(item, LoadProblem):
+            yield item
+            continue
+        origin, line = item
         if not line.strip():
             continue
-        origin = f"{path}:{number}"
         try:
             record = load_json(line)
         except json.JSONDecodeError as exc:
-            yield LoadProblem(origin=origin, message=f"not valid JSON ({exc.msg}); skipped")
+            yield _skipped(origin, f"not valid JSON ({exc.msg})")
             continue
         if not isinstance(record, dict):
-            yield LoadProblem(origin=origin, message="a JSONL line must be an object {id, title, content, ...}; skipped")
+            yield _skipped(origin, "a JSONL line must be an object {id, title, content, ...}")
             continue
         content = record.get("content", record.get("text", ""))
         if not isinstance(content, str):
-            yield LoadProblem(origin=origin, message="field 'content' must be a string; skipped")
+            yield _skipped(origin, "field 'content' must be a string")
             continue
         yield from _document(origin, record, content, source, default_id=None, default_title=str(record.get("id") or ""))
 
@@ -218,16 +265,20 @@ def load_file(path: Path, source: str) -> Iterator[Document | LoadProblem]:
     if kind is None:
         yield LoadProblem(origin=str(path), message=f"unsupported file type {path.suffix or '(none)'!r}; skipped")
         return
+    if not path.is_file():  # a pipe would block the read, a device would never end it
+        yield _skipped(str(path), "not a regular file (a pipe, device or socket)")
+        return
     try:
+        if kind == "jsonl":
+            yield from _jsonl(path, source)
+            return
         raw = _read_text(path)
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        yield LoadProblem(origin=str(path), message=f"cannot read: {reason}; skipped")
+        yield _skipped(str(path), f"cannot read: {reason}")
         return
     if kind == "markdown":
         yield from _markdown(path, raw, source)
-    elif kind == "jsonl":
-        yield from _jsonl(path, raw, source)
     elif kind == "html":
         parser = _HtmlText()
         parser.feed(raw)
@@ -238,10 +289,11 @@ def load_file(path: Path, source: str) -> Iterator[Document | LoadProblem]:
 
 
 def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
-    """Files named directly, and supported files under named folders (sorted, recursive)."""
+    """Files named directly, and entries with a supported suffix under named folders (sorted,
+    recursive; one that is not a regular file is passed on, so it is reported, not ignored)."""
     for path in paths:
         if path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+            yield from sorted(p for p in path.rglob("*") if not p.is_dir() and p.suffix.lower() in SUFFIXES)
         else:
             yield path
 
@@ -252,7 +304,7 @@ def load_documents(paths: Iterable[Path], source: str) -> tuple[list[Document], 
     problems: list[LoadProblem] = []
     for path in iter_files(paths):
         if not path.exists():
-            problems.append(LoadProblem(origin=str(path), message="no such file or folder"))
+            problems.append(_skipped(str(path), "no such file or folder"))
             continue
         for item in load_file(path, source):
             if isinstance(item, LoadProblem):
