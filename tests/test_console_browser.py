@@ -92,3 +92,28 @@ def test_agent_resolves_an_escalation_with_a_reply_that_reaches_the_ticket(page,
     with runtime.sandbox.session() as session:
         comments = session.exec(select(SandboxComment).where(SandboxComment.ticket_id == "1001", SandboxComment.public)).all()
     assert [c.body for c in comments] == [reply]
+
+
+HOSTILE = {
+    "text": 'My parcel is late <script>window.__xss = 1</script><img src=x onerror="window.__xss = 2"> what now?',
+    "subject": "<svg onload=\"window.__xss = 3\">",
+    "requester_email": "omar@example.com",
+}
+
+
+def test_markup_in_a_ticket_is_shown_as_text_and_never_runs(page, tmp_path, database_env, embedder, local_model):
+    """A customer controls the ticket text, and an agent opens it in the console: every page that
+    shows it must show the markup as characters, not run it."""
+    runtime = _runtime(tmp_path, database_env, embedder, local_model)
+    with serve(runtime) as service, service.client("platform") as platform:
+        run_id = platform.post("/v1/tickets", json=HOSTILE, headers={"Idempotency-Key": "browser-3"}).json()["run_id"]
+        assert service.wait_for_run(run_id, ("completed", "escalated", "failed"))["status"] == "escalated"
+        _log_in(page, service)
+        page.goto(f"{service.url}/console/escalations?status=open")
+        escalation = page.locator("tr[data-escalation]").first.locator("a").first.get_attribute("href")
+        for path in [f"/console/runs/{run_id}", "/console/runs", "/console/escalations?status=open", escalation]:
+            page.goto(f"{service.url}{path}")
+            assert page.evaluate("typeof window.__xss") == "undefined", path
+            assert page.locator("script:has-text('__xss'), img[onerror], svg[onload]").count() == 0, path
+        page.goto(f"{service.url}/console/runs/{run_id}")
+        playwright.expect(page.locator("body")).to_contain_text("<script>window.__xss = 1</script>")
