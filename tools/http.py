@@ -4,6 +4,10 @@ Connection errors, timeouts, 429 (with its Retry-After) and 5xx are transient; 4
 denied; other 4xx are permanent; a body that is not the JSON promised (an HTML error page,
 truncated JSON, JSON of the wrong shape) is permanent. Retrying is not done here but by
 `tools.resilience`, once.
+
+Every response is read within the call's timeout and a size bound (`fetch`): httpx's timeouts
+bound each read, not the whole body, so a server that sends a byte a second, or never stops
+sending, would otherwise hold the call, a worker thread and its memory for ever.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import time
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -22,11 +27,39 @@ from tools.base import ToolError
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REASON_CHARS = 160
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024  # far above any ticket, user or completion these APIs return
+# Describe the bytes as sent; the body `fetch` keeps is already decoded and complete.
+_TRANSFER_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 _TAG = re.compile(r"<(script|style)\b.*?</\1>|<[^>]+>", re.IGNORECASE | re.DOTALL)
 # Where common APIs put a one-line error: Zendesk (error/description), Okta (errorSummary), RFC 7807 (title/detail).
 _ERROR_FIELDS = ("errorSummary", "description", "detail", "title", "message", "error")
+
+
+class ResponseRefused(Exception):
+    """A response cut off before its end: larger than allowed (permanent: it will be as large
+    next time) or slower than the whole call may take (transient)."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+def fetch(client: httpx.Client, method: str, url: str, *, deadline_s: float, max_bytes: int = MAX_RESPONSE_BYTES, **kwargs: Any) -> httpx.Response:
+    """Send a request and read its whole (decoded) body within `deadline_s` seconds and
+    `max_bytes`, or raise ResponseRefused; httpx's own errors pass through."""
+    deadline = time.monotonic() + deadline_s
+    with client.stream(method, url, **kwargs) as streamed:
+        body = bytearray()
+        for piece in streamed.iter_bytes():
+            body += piece
+            if len(body) > max_bytes:
+                raise ResponseRefused(f"response larger than {max_bytes:,} bytes", transient=False)
+            if time.monotonic() > deadline:
+                raise ResponseRefused(f"response not complete after {deadline_s:g}s", transient=True)
+    headers = [(name, value) for name, value in streamed.headers.multi_items() if name.lower() not in _TRANSFER_HEADERS]
+    return httpx.Response(streamed.status_code, headers=headers, content=bytes(body), request=streamed.request)
 
 
 def retry_after_s(response: httpx.Response) -> float | None:
@@ -82,6 +115,7 @@ class HttpService:
         client: httpx.Client | None = None,
     ) -> None:
         self.name = name
+        self.timeout_s = timeout_s  # each read, and (through `fetch`) the whole call
         self.client = client or httpx.Client(
             base_url=base_url, headers={"Accept": "application/json", **(headers or {})}, timeout=timeout_s
         )
@@ -102,11 +136,15 @@ class HttpService:
         if idempotency_key:
             sent[IDEMPOTENCY_HEADER] = idempotency_key
         try:
-            response = self.client.request(method, path, json=json_body, content=content, params=params, headers=sent)
+            response = fetch(self.client, method, path, deadline_s=self.timeout_s, json=json_body, content=content, params=params, headers=sent)
         except httpx.TimeoutException as exc:
             raise ToolError("transient", f"{self.name}: timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
             raise ToolError("transient", f"{self.name}: connection failed ({type(exc).__name__})") from None
+        except httpx.DecodingError:
+            raise ToolError("permanent", f"{self.name}: the response body could not be decoded") from None
+        except ResponseRefused as exc:
+            raise ToolError("transient" if exc.transient else "permanent", f"{self.name}: {exc}") from None
         status = response.status_code
         if status == 429 or status >= 500:
             raise ToolError(

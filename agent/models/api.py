@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 from agent.models.calls import ModelCall
 from agent.settings import ApiModelSettings
 from policies.pii import PII_KINDS, mask_text
-from tools.http import retry_after_s
+from tools.http import ResponseRefused, fetch, retry_after_s
 
 log = structlog.get_logger(__name__)
 
@@ -133,11 +133,17 @@ class ApiModel:
             started = time.perf_counter()
             wait = min(self.settings.backoff_base_s * 2 ** (attempt - 1), self.settings.max_wait_s)
             try:
-                response = self.client.post("/chat/completions", json=body)
+                response = fetch(self.client, "POST", "/chat/completions", deadline_s=self.settings.timeout_s, json=body)
             except httpx.TimeoutException:
                 problem = f"timed out after {self.settings.timeout_s}s"
             except httpx.TransportError as exc:
                 problem = f"cannot reach {self.settings.base_url}: {type(exc).__name__}"
+            except httpx.DecodingError:
+                raise ApiUnavailable(f"{self.model_id}: the response body could not be decoded") from None
+            except ResponseRefused as exc:
+                if not exc.transient:
+                    raise ApiUnavailable(f"{self.model_id}: {exc}") from None
+                problem = str(exc)
             else:
                 latency = (time.perf_counter() - started) * 1000
                 if response.status_code == 200:

@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
@@ -21,6 +22,7 @@ class Reply:
     status: int
     body: Any = None  # dict/list: JSON; str/bytes: sent as is; None: no body
     headers: dict[str, str] = field(default_factory=dict)
+    stream: Callable[[], Iterator[bytes]] | None = None  # instead of body: pieces sent as they come, until the client leaves
 
     def encoded(self) -> tuple[bytes, str]:
         if isinstance(self.body, dict | list):
@@ -123,6 +125,9 @@ class _Handler(BaseHTTPRequestHandler):
         if reply is None:
             self.close_connection = True
             return
+        if reply.stream is not None:
+            self._stream(reply)
+            return
         payload, content_type = reply.encoded()
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.headers.get("Content-Type", content_type))
@@ -135,6 +140,20 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a stall past its timeout)
+
+    def _stream(self, reply: Reply) -> None:
+        """A body without a length, written piece by piece: a server that drips or never stops."""
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.headers.get("Content-Type", "application/json"))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        try:
+            for piece in reply.stream():
+                self.wfile.write(piece)
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client stopped reading: what a bounded client must do
 
     do_GET = do_PUT = do_POST = do_DELETE = _serve  # noqa: N815 (http.server API)
 

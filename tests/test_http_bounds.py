@@ -1,0 +1,114 @@
+"""Every outbound response is read within the call's timeout and a size bound, against real
+servers on loopback: one that sends a body without end, one that drips a byte at a time (each
+read within httpx's timeout, the whole never done), and a normal gzip-encoded answer that must
+still come through. Without the bounds the first fills memory and the second never returns."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from agent.models.api import ApiModel, ApiUnavailable
+from agent.settings import ApiModelSettings
+from tests.servers.base import FakeApi, Fault, LoopbackServer, Reply, Seen
+from tools.base import ToolError
+from tools.http import MAX_RESPONSE_BYTES, HttpService
+
+LIVENESS_S = 30  # far beyond any bound under test: only a call that never ends reaches it
+
+
+class Answer(BaseModel):
+    template: str
+
+
+class _Api(FakeApi):
+    """Answers what the test queues as faults; anything else is a 404."""
+
+    def route(self, seen: Seen) -> Reply:
+        return Reply(404, {"error": "nothing here"})
+
+
+def _flood() -> Iterator[bytes]:
+    yield b'{"ticket": {"subject": "'
+    while True:
+        yield b"a" * 65536
+
+
+def _drip() -> Iterator[bytes]:
+    yield b'{"ticket": {"subject": "'
+    while True:
+        time.sleep(0.05)
+        yield b"a"
+
+
+def _finishes(call: Callable[[], Any]) -> BaseException | Any:
+    """The call's exception or result, provided it ends within LIVENESS_S."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as exc:  # noqa: BLE001 (handed to the test to inspect)
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(LIVENESS_S)
+    assert outcome, f"the call was still reading after {LIVENESS_S}s"
+    return outcome[0]
+
+
+@pytest.mark.parametrize(
+    ("stream", "kind", "message"),
+    [(_flood, "permanent", f"larger than {MAX_RESPONSE_BYTES:,} bytes"), (_drip, "transient", "not complete after 0.5s")],
+    ids=["endless body", "dripping body"],
+)
+def test_an_adapter_stops_reading_a_body_that_is_too_large_or_too_slow(stream, kind, message):
+    api = _Api()
+    with LoopbackServer(api) as server:
+        http = HttpService("zendesk", server.url, timeout_s=0.5)
+        api.faults.append(Fault("reply", Reply(200, stream=stream)))
+        error = _finishes(lambda: http.request("GET", "/api/v2/tickets/1.json"))
+        assert isinstance(error, ToolError), error
+        assert error.kind == kind and message in str(error)
+        api.faults.append(Fault("reply", Reply(200, {"ticket": {"id": 1}})))
+        assert http.request("GET", "/api/v2/tickets/1.json") == {"ticket": {"id": 1}}  # the next call is served normally
+
+
+def test_a_gzip_encoded_answer_is_decoded_once_and_parsed():
+    api = _Api()
+    body = gzip.compress(json.dumps({"ticket": {"id": 7, "subject": "Ok"}}).encode())
+    with LoopbackServer(api) as server:
+        http = HttpService("zendesk", server.url, timeout_s=2)
+        api.faults.append(Fault("reply", Reply(200, body, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})))
+        assert http.request("GET", "/api/v2/tickets/7.json") == {"ticket": {"id": 7, "subject": "Ok"}}
+        api.faults.append(Fault("reply", Reply(200, b"not gzip at all", headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})))
+        with pytest.raises(ToolError, match="could not be decoded") as caught:
+            http.request("GET", "/api/v2/tickets/7.json")
+        assert caught.value.kind == "permanent"
+
+
+def test_the_api_model_gives_up_on_an_endless_answer_at_once_and_on_a_dripping_one_after_its_attempts():
+    api = _Api()
+    with LoopbackServer(api) as server:
+        settings = ApiModelSettings(base_url=server.url, model="gpt-test", max_attempts=2, timeout_s=0.5, backoff_base_s=0.01)
+        model = ApiModel(settings, sleep=lambda _: None, env={})
+
+        def ask() -> Any:
+            return model.complete("route", "Pick a template.", "hi", Answer, model.budget())
+
+        api.faults.append(Fault("reply", Reply(200, stream=_flood)))
+        error = _finishes(ask)
+        assert isinstance(error, ApiUnavailable) and "larger than" in str(error)
+        assert len(api.requests) == 1  # as large next time: not retried
+        api.faults += [Fault("reply", Reply(200, stream=_drip)), Fault("reply", Reply(200, stream=_drip))]
+        error = _finishes(ask)
+        assert isinstance(error, ApiUnavailable) and "not complete after 0.5s after 2 attempts" in str(error)
+        assert len(api.requests) == 3
