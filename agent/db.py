@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import create_engine
 
 
@@ -24,6 +26,18 @@ def make_engine(url: str) -> Engine:
     if is_sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+# The database cannot be used right now (unreachable, refusing connections, locked, read-only
+# file): SQLAlchemy's wrapper, and sqlite3's own for what opens SQLite directly (checkpoints).
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (OperationalError, sqlite3.OperationalError)
+
+
+def unavailable_reason(exc: Exception) -> str:
+    """The driver's first line for a database error (without SQLAlchemy's statement dump)."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    return (lines[0] if lines else type(cause).__name__)[:300]
 
 
 def insert_new(conn: Connection, table: Table, row: dict[str, Any]) -> bool:

@@ -23,8 +23,14 @@ DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
 ENV_PREFIX = "CASEPLAN__"
 
 
+# A duration: at most a day. Sleeps and thread waits overflow on huge values (1e300 s), and
+# no timeout, back-off or lease here means anything near that.
+Seconds = Annotated[float, Field(le=86_400)]
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # inf passes `gt=0` and nan compares false with every bound: neither is a setting
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class DatabaseSettings(_Section):
@@ -86,10 +92,10 @@ class ApiModelSettings(_Section):
     model: str = "gpt-4o-mini"
     api_key_env: EnvVarName = "CASEPLAN_API_KEY"
     response_format: Literal["json_schema", "json_object"] = "json_schema"  # json_object: llama.cpp's server
-    timeout_s: float = Field(20, gt=0)
+    timeout_s: Seconds = Field(20, gt=0)
     max_attempts: int = Field(3, ge=1, le=10)     # per request, for 429 / 5xx / timeouts
-    backoff_base_s: float = Field(0.5, ge=0)
-    max_wait_s: float = Field(30, ge=0)           # a longer Retry-After means unavailable now
+    backoff_base_s: Seconds = Field(0.5, ge=0)
+    max_wait_s: Seconds = Field(30, ge=0)           # a longer Retry-After means unavailable now
     max_reasks: int = Field(1, ge=0, le=3)        # invalid or schema-violating answers re-asked
     max_tokens: int = Field(256, ge=8)            # completion cap per request
     ticket_token_budget: int = Field(4000, ge=100)
@@ -119,10 +125,10 @@ class PlannerSettings(_Section):
 
 
 class ExecutorSettings(_Section):
-    step_timeout_s: float = Field(10, gt=0)
+    step_timeout_s: Seconds = Field(10, gt=0)
     max_attempts: int = Field(3, ge=1, le=10)
-    backoff_base_s: float = Field(0.05, ge=0)
-    backoff_max_s: float = Field(2.0, ge=0)
+    backoff_base_s: Seconds = Field(0.05, ge=0)
+    backoff_max_s: Seconds = Field(2.0, ge=0)
 
 
 class CatalogueSettings(_Section):
@@ -157,20 +163,20 @@ class ZendeskSettings(_Section):
     base_url: WebUrl | None = None
     email: str | None = None                   # set: API-token auth as "{email}/token"; null: OAuth bearer token
     token_env: EnvVarName = "ZENDESK_API_TOKEN"
-    timeout_s: float = Field(4, gt=0)
+    timeout_s: Seconds = Field(4, gt=0)
 
 
 class OktaSettings(_Section):
     base_url: WebUrl | None = None
     token_env: EnvVarName = "OKTA_API_TOKEN"   # sent as "Authorization: SSWS <token>"
-    timeout_s: float = Field(4, gt=0)
+    timeout_s: Seconds = Field(4, gt=0)
     reset_link_ttl_s: int = Field(3600, ge=60)  # the recovery-token lifetime configured in Okta
 
 
 class EscalationWebhookSettings(_Section):
     url: WebUrl | None = None
     secret_env: EnvVarName = "CASEPLAN_WEBHOOK_SECRET"
-    timeout_s: float = Field(4, gt=0)
+    timeout_s: Seconds = Field(4, gt=0)
     run_url: str | None = None                 # link to a run in the notice; "{run_id}" is replaced
 
 
@@ -242,10 +248,10 @@ class ServiceWebhookSettings(_Section):
 
     url: WebUrl | None = None
     secret_env: EnvVarName = "CASEPLAN_WEBHOOK_SECRET"
-    timeout_s: float = Field(4, gt=0)
+    timeout_s: Seconds = Field(4, gt=0)
     max_attempts: int = Field(5, ge=1, le=10)
-    backoff_base_s: float = Field(0.2, ge=0)
-    backoff_max_s: float = Field(10, ge=0)
+    backoff_base_s: Seconds = Field(0.2, ge=0)
+    backoff_max_s: Seconds = Field(10, ge=0)
 
 
 class ServiceSettings(_Section):
@@ -255,12 +261,12 @@ class ServiceSettings(_Section):
     port: int = Field(8080, ge=0, le=65535)
     workers: int = Field(1, ge=0, le=64)           # in-process worker threads; 0: only `caseplan worker` processes
     max_body_bytes: int = Field(262144, ge=1024)   # larger request bodies get 413
-    max_wait_s: float = Field(60, ge=0)            # upper bound for ?wait= on POST /v1/tickets
-    rate_limit_per_s: float = Field(50, gt=0)      # per API key, token bucket refill
+    max_wait_s: Seconds = Field(60, ge=0)            # upper bound for ?wait= on POST /v1/tickets
+    rate_limit_per_s: Seconds = Field(50, gt=0)      # per API key, token bucket refill
     rate_limit_burst: int = Field(100, ge=1)
-    lease_s: float = Field(30, gt=0)               # a claimed run not heartbeated for this long is taken by another worker
-    heartbeat_s: float = Field(5, gt=0)
-    poll_s: float = Field(0.2, gt=0)               # how often an idle worker looks for work
+    lease_s: Seconds = Field(30, gt=0)               # a claimed run not heartbeated for this long is taken by another worker
+    heartbeat_s: Seconds = Field(5, gt=0)
+    poll_s: Seconds = Field(0.2, gt=0)               # how often an idle worker looks for work
     webhook: ServiceWebhookSettings = ServiceWebhookSettings()
 
     @model_validator(mode="after")
@@ -279,7 +285,7 @@ class OpenSearchSettings(_Section):
     password_env: EnvVarName = "CASEPLAN_OPENSEARCH_PASSWORD"
     verify_certs: bool = True
     ca_certs: str | None = None
-    timeout_s: float = Field(10, gt=0)
+    timeout_s: Seconds = Field(10, gt=0)
     pipeline: str = "caseplan-hybrid"
     native_hybrid: bool = True  # false: client-side fusion (clusters without the neural-search plugin)
     bulk_retries: int = Field(3, ge=0, le=10)
@@ -407,8 +413,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    """The overrides as a nested mapping, and which variable set each key (for error messages)."""
     overrides: dict[str, Any] = {}
+    sources: dict[tuple[str, ...], str] = {}
     for name, raw in env.items():
         if not name.startswith(ENV_PREFIX):
             continue
@@ -418,10 +426,24 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         node = overrides
         for key in keys[:-1]:
             node = node.setdefault(key, {})
-        node[keys[-1]] = load_yaml(raw) if raw else None
+        try:
+            node[keys[-1]] = load_yaml(raw) if raw else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{name}: not a valid YAML value ({yaml_error_text(exc)})") from None
+        sources[tuple(keys)] = name
     if "CASEPLAN_DATA_DIR" in env:
         overrides["data_dir"] = env["CASEPLAN_DATA_DIR"]
-    return overrides
+        sources[("data_dir",)] = "CASEPLAN_DATA_DIR"
+    return overrides, sources
+
+
+def _origin(location: tuple[str | int, ...], sources: dict[tuple[str, ...], str], config: str | Path) -> str:
+    """Where a bad value came from: the variable that set it (or one of its parents), else the file."""
+    for length in range(len(location), 0, -1):
+        name = sources.get(tuple(str(part) for part in location[:length]))
+        if name:
+            return name
+    return str(config)
 
 
 def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -431,10 +453,14 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
     chosen = path or env.get("CASEPLAN_CONFIG")
     if chosen:
         data = _deep_merge(data, _read_yaml(Path(chosen)))
-    data = _deep_merge(data, _env_overrides(env))
+    overrides, sources = _env_overrides(env)
+    data = _deep_merge(data, overrides)
     try:
         return Settings.model_validate(data)
-    except ValidationError as exc:  # one line per config, naming each bad key
-        source = chosen or DEFAULT_CONFIG
-        problems = "; ".join(f"{'.'.join(str(p) for p in error['loc']) or 'config'}: {error['msg']}" for error in exc.errors())
-        raise ConfigError(f"{source}: {problems}") from exc
+    except ValidationError as exc:  # one line, naming each bad key and where its value came from
+        config = chosen or DEFAULT_CONFIG
+        problems = [
+            f"{_origin(error['loc'], sources, config)}: {'.'.join(str(p) for p in error['loc']) or 'config'}: {error['msg']}"
+            for error in exc.errors()
+        ]
+        raise ConfigError("; ".join(problems)) from exc

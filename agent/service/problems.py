@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from agent.db import UNAVAILABLE_ERRORS, unavailable_reason
+
 log = structlog.get_logger(__name__)
 
 PROBLEM_TYPE = "application/problem+json"
@@ -45,8 +47,9 @@ class Problem(BaseModel):
 # The error responses every API operation documents (OpenAPI), all as problem documents.
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     code: {"description": TITLES[code], "content": {PROBLEM_TYPE: {"schema": Problem.model_json_schema()}}}
-    for code in (400, 401, 403, 404, 409, 413, 415, 422, 429)
+    for code in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
 }
+DATABASE_RETRY_AFTER_S = 5
 
 
 class ProblemError(Exception):
@@ -85,6 +88,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+    for unavailable in UNAVAILABLE_ERRORS:
+
+        @app.exception_handler(unavailable)
+        async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+            """Unreachable or locked: the client may try again; what is stored stays stored."""
+            log.error("database unavailable", path=request.url.path, error=unavailable_reason(exc))
+            headers = {"Retry-After": str(DATABASE_RETRY_AFTER_S)}
+            return problem_response(503, "the database is unavailable; nothing was changed, try again shortly", headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -14,6 +14,7 @@ import uuid
 
 import structlog
 
+from agent.db import UNAVAILABLE_ERRORS, unavailable_reason
 from agent.ownership import Lease, LeaseLost, holding
 from agent.runner import Runner, RunResult
 from agent.service.metrics import Metrics
@@ -56,16 +57,24 @@ class Worker:
         lease = Lease(item.run_id, self.settings.lease_s)
         beat = threading.Thread(target=self._heartbeat, args=(lease, stop), daemon=True, name=f"heartbeat-{item.run_id}")
         beat.start()
+        handed_back = True
         try:
             with holding(lease):
                 return self._process(item)
         except LeaseLost:
             log.warning("lease lost: stopped driving the run; its new worker carries on", run_id=item.run_id, worker=self.id)
             return None
+        except UNAVAILABLE_ERRORS as exc:
+            # Not the run's fault: leave it leased, unrenewed, so a worker resumes it from its
+            # checkpoint once the lease lapses (by then the database is likely back).
+            log.error("database unavailable: the run resumes when its lease lapses", run_id=item.run_id, error=unavailable_reason(exc))
+            handed_back = False
+            return None
         finally:
             stop.set()
             beat.join()
-            self.queue.complete(item.run_id, self.id, item.answer)
+            if handed_back:
+                self.queue.complete(item.run_id, self.id, item.answer)
 
     def run_forever(self, stop: threading.Event) -> None:
         log.info("worker started", worker=self.id)
@@ -86,7 +95,7 @@ class Worker:
         started = time.perf_counter()
         try:
             result = self.runner.continue_run(item.run_id, item.answer)
-        except LeaseLost:
+        except (LeaseLost, *UNAVAILABLE_ERRORS):
             raise
         except Exception as exc:  # a bug in one run must not take the worker down; the run says what happened
             log.exception("run crashed", run_id=item.run_id)
@@ -104,7 +113,12 @@ class Worker:
 
     def _heartbeat(self, lease: Lease, stop: threading.Event) -> None:
         while not stop.wait(self.settings.heartbeat_s):
-            if not self.queue.heartbeat(lease.run_id, self.id):
+            try:
+                held = self.queue.heartbeat(lease.run_id, self.id)
+            except UNAVAILABLE_ERRORS as exc:  # try again next beat; a lease not renewed in time counts as lost
+                log.warning("heartbeat failed: database unavailable", run_id=lease.run_id, error=unavailable_reason(exc))
+                continue
+            if not held:
                 lease.lost()
                 return
             lease.renewed()
