@@ -43,3 +43,27 @@ def test_bad_config_files(tmp_path: Path, text, message):
     config.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_settings(config, env={})
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CASEPLAN__KNOWLEDGE": "[1"}, "CASEPLAN__KNOWLEDGE: not a valid YAML value"),
+        ({"CASEPLAN__EXECUTOR__STEP_TIMEOUT_S": "inf"}, "CASEPLAN__EXECUTOR__STEP_TIMEOUT_S: executor.step_timeout_s: Input should be a finite number"),
+        ({"CASEPLAN__KNOWLEDGE__BM25_WEIGHT": ".nan"}, "CASEPLAN__KNOWLEDGE__BM25_WEIGHT: knowledge.bm25_weight: Input should be a finite number"),
+        ({"CASEPLAN__SERVICE__LEASE_S": "1e300"}, "CASEPLAN__SERVICE__LEASE_S: service.lease_s: Input should be less than or equal to 86400"),
+        ({"CASEPLAN__EXECUTOR": "{step_timeout_s: -1}"}, "CASEPLAN__EXECUTOR: executor.step_timeout_s: Input should be greater than 0"),
+    ],
+)
+def test_bad_environment_overrides_name_the_variable(env, message):
+    """inf passes `gt=0` and overflows a thread wait; nan passes no bound at all: neither is a setting."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env=env)
+    assert message in str(caught.value)
+
+
+def test_a_bad_value_from_the_config_file_names_the_file_not_a_variable(tmp_path: Path):
+    config = tmp_path / "c.yaml"
+    config.write_text("executor:\n  step_timeout_s: .inf\n")
+    with pytest.raises(ConfigError, match=f"^{config}: executor.step_timeout_s: Input should be a finite number"):
+        load_settings(config, env={"CASEPLAN__PLANNER__MAX_ATTEMPTS": "2"})
