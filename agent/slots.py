@@ -17,13 +17,15 @@ from agent.tickets import Ticket
 from plans.models import SlotSpec, Template
 from tools.contracts.types import EMAIL_RE
 
+# No two `\s*` meet through an optional part: a keyword followed by 20,000 spaces would make the
+# engine try every split of the run (hours of CPU for one ticket).
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}")
 _TICKET = re.compile(
-    r"(?:\b(?:ticket|case|request)\s*(?:number|no\.?|id)?\s*[:#]?\s*#?|(?<![\w&])#)([A-Za-z]{0,6}-?\d{3,12})\b",
+    r"(?:\b(?:ticket|case|request)\s*(?:(?:number|no\.?|id)\s*)?(?:[:#]\s*)?#?|(?<![\w&])#)([A-Za-z]{0,6}-?\d{3,12})\b",
     re.IGNORECASE,
 )
-_ORDER = re.compile(r"\b(?:order|purchase)s?\s*(?:number|no\.?|id)?\s*[:#]?\s*#?([A-Za-z]{0,4}-?\d{4,20})\b", re.IGNORECASE)
-_INVOICE = re.compile(r"\b(?:invoice|bill|receipt)s?\s*(?:number|no\.?|id)?\s*[:#]?\s*#?([A-Za-z]{0,4}-?\d{3,20})\b", re.IGNORECASE)
+_ORDER = re.compile(r"\b(?:order|purchase)s?\s*(?:(?:number|no\.?|id)\s*)?(?:[:#]\s*)?#?([A-Za-z]{0,4}-?\d{4,20})\b", re.IGNORECASE)
+_INVOICE = re.compile(r"\b(?:invoice|bill|receipt)s?\s*(?:(?:number|no\.?|id)\s*)?(?:[:#]\s*)?#?([A-Za-z]{0,4}-?\d{3,20})\b", re.IGNORECASE)
 PATTERNS: dict[str, re.Pattern[str]] = {"email": _EMAIL, "ticket_id": _TICKET, "order_id": _ORDER, "invoice_id": _INVOICE}
 # A '#123' after "order" or "bill" names an order or invoice, not a ticket.
 _NOT_TICKETS = (_ORDER, _INVOICE)

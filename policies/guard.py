@@ -45,15 +45,18 @@ _OVERRIDE = [
 _COMPACT_OVERRIDE = re.compile(
     r"ignore(?:all|any|the|your)*(?:previous|prior|above)?(?:instructions|rules|polic)|disregard(?:all|the|your)*(?:previous|prior)|systemprompt|developermode|jailbreak"
 )
+# No two unbounded runs of the same characters may meet through an optional part (`\s*x?\s*`):
+# the engine then tries every split of a long run, and a ticket of 20,000 spaces or newlines
+# takes hours (tests/test_guards.py times each pattern on such tickets against a linear one).
 _ROLE = [
-    re.compile(r"(?im)^\s*[\[(<#*]*\s*(?:system|assistant|developer|tool|function|admin|operator)\s*(?:message|prompt|note)?\s*[\])>*]*\s*[:>]"),
-    re.compile(r"(?i)(?:[.!?]\s+|[\[(<])(?:system|assistant|developer|tool|function)\s*(?:message|prompt|note|result|output)?\s*[\])>]?\s*:"),
+    re.compile(r"(?im)^[ \t]*(?:[\[(<#*]+[ \t]*)?(?:system|assistant|developer|tool|function|admin|operator)\s*(?:(?:message|prompt|note)\s*)?(?:[\])>*]+\s*)?[:>]"),
+    re.compile(r"(?i)(?:[.!?]\s+|[\[(<])(?:system|assistant|developer|tool|function)\s*(?:(?:message|prompt|note|result|output)\s*)?(?:[\])>]\s*)?:"),
     re.compile(r"\b(?:SYSTEM|ASSISTANT|DEVELOPER|TOOL|FUNCTION)(?: MESSAGE| PROMPT| NOTE| RESULT)?\s*:"),
     re.compile(r"<\|?\s*(?:im_start|im_end|system|assistant|endoftext|eot_id|start_header_id)\s*\|?>", re.I),
     re.compile(r"\[/?(?:INST|SYS|SYSTEM)\]|<<\s*/?SYS\s*>>", re.I),
     re.compile(r"</?\s*(?:system|assistant|tool_call|tool_result|function_call|tool|instructions?)\s*>", re.I),
     re.compile(r"\"(?:role|tool|function|tool_name|name)\"\s*:\s*\"", re.I),
-    re.compile(r"#{2,}\s*(?:system|instruction|admin|new task)", re.I),
+    re.compile(r"(?<!#)#{2,}\s*(?:system|instruction|admin|new task)", re.I),
     re.compile(r"\b(?:begin|end)\s+(?:system|admin|operator)\s+(?:message|override|instructions?)\b", re.I),
 ]
 _CALL_SYNTAX = re.compile(r"\b[a-z]+_[a-z_]+\s*\(\s*[a-z_]*\s*[=:)]", re.I)

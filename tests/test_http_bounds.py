@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import gzip
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,11 +16,10 @@ from pydantic import BaseModel
 
 from agent.models.api import ApiModel, ApiUnavailable
 from agent.settings import ApiModelSettings
+from tests.liveness import finishes
 from tests.servers.base import FakeApi, Fault, LoopbackServer, Reply, Seen
 from tools.base import ToolError
 from tools.http import MAX_RESPONSE_BYTES, HttpService
-
-LIVENESS_S = 30  # far beyond any bound under test: only a call that never ends reaches it
 
 
 class Answer(BaseModel):
@@ -48,23 +46,6 @@ def _drip() -> Iterator[bytes]:
         yield b"a"
 
 
-def _finishes(call: Callable[[], Any]) -> BaseException | Any:
-    """The call's exception or result, provided it ends within LIVENESS_S."""
-    outcome: list[Any] = []
-
-    def run() -> None:
-        try:
-            outcome.append(call())
-        except BaseException as exc:  # noqa: BLE001 (handed to the test to inspect)
-            outcome.append(exc)
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    worker.join(LIVENESS_S)
-    assert outcome, f"the call was still reading after {LIVENESS_S}s"
-    return outcome[0]
-
-
 @pytest.mark.parametrize(
     ("stream", "kind", "message"),
     [(_flood, "permanent", f"larger than {MAX_RESPONSE_BYTES:,} bytes"), (_drip, "transient", "not complete after 0.5s")],
@@ -75,7 +56,7 @@ def test_an_adapter_stops_reading_a_body_that_is_too_large_or_too_slow(stream, k
     with LoopbackServer(api) as server:
         http = HttpService("zendesk", server.url, timeout_s=0.5)
         api.faults.append(Fault("reply", Reply(200, stream=stream)))
-        error = _finishes(lambda: http.request("GET", "/api/v2/tickets/1.json"))
+        error = finishes(lambda: http.request("GET", "/api/v2/tickets/1.json"))
         assert isinstance(error, ToolError), error
         assert error.kind == kind and message in str(error)
         api.faults.append(Fault("reply", Reply(200, {"ticket": {"id": 1}})))
@@ -105,10 +86,10 @@ def test_the_api_model_gives_up_on_an_endless_answer_at_once_and_on_a_dripping_o
             return model.complete("route", "Pick a template.", "hi", Answer, model.budget())
 
         api.faults.append(Fault("reply", Reply(200, stream=_flood)))
-        error = _finishes(ask)
+        error = finishes(ask)
         assert isinstance(error, ApiUnavailable) and "larger than" in str(error)
         assert len(api.requests) == 1  # as large next time: not retried
         api.faults += [Fault("reply", Reply(200, stream=_drip)), Fault("reply", Reply(200, stream=_drip))]
-        error = _finishes(ask)
+        error = finishes(ask)
         assert isinstance(error, ApiUnavailable) and "not complete after 0.5s after 2 attempts" in str(error)
         assert len(api.requests) == 3
