@@ -33,6 +33,7 @@ SHAPES = [
     ("ignore", " "),
     ("a@", "a"),
     ("+1", " "),
+    ("# a", " "),  # a Markdown heading line: backtracked in the chunker's heading pattern
 ]
 
 
@@ -48,7 +49,7 @@ def exercise(keyword: str, run: str) -> None:
     mask_text(text)
     found = {kind: find_pattern(kind, text) for kind in PATTERNS}
     assert found == dict.fromkeys(PATTERNS, []), found  # no ids in whitespace
-    assert chunk_document(Document(id="d", title="t", text=text, source="s"))
+    chunk_document(Document(id="d", title="t", text=text, source="s"))  # must end (a heading-only text has no chunks)
 
 
 def test_hostile_runs_do_not_stall_the_guard_masking_slots_or_chunking():

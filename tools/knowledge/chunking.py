@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from tools.knowledge.documents import HEADING, Document
+from tools.knowledge.documents import HEADING, Document, heading_title
 
 _PARAGRAPH = re.compile(r"\n\s*\n")
 # A sentence ends at . ! ? (optionally closed by quotes/brackets) before whitespace, or at a line break
@@ -47,7 +47,7 @@ def _sections(text: str) -> Iterator[tuple[str, int, int]]:
     yield "", 0, first
     for index, heading in enumerate(headings):
         level = len(heading.group(1))
-        stack = [item for item in stack if item[0] < level] + [(level, heading.group(2).strip())]
+        stack = [item for item in stack if item[0] < level] + [(level, heading_title(heading.group(2)))]
         end = headings[index + 1].start() if index + 1 < len(headings) else len(text)
         yield " > ".join(name for _, name in stack), heading.end(), end
 

@@ -37,7 +37,9 @@ MAX_FIELD_CHARS = 500
 # /dev/zero or a stray disk image ends in a warning, not in memory.
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
-HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.MULTILINE)
+# An ATX heading line. Greedy to the end of the line, closing hashes removed in `heading_title`:
+# a lazy title before optional trailing runs backtracked cubically ("# a", 3,000 spaces, "x": 21 s).
+HEADING = re.compile(r"^(#{1,6})[ \t]+(\S.*)$", re.MULTILINE)
 
 
 class Document(BaseModel):
@@ -185,6 +187,15 @@ def _markdown(path: Path, raw: str, source: str) -> Iterator[Document | LoadProb
 def _first_heading(text: str) -> str | None:
     found = re.search(r"^#\s+(.+)$", text, re.MULTILINE)
     return found.group(1).strip() if found else None
+
+
+def heading_title(raw: str) -> str:
+    """A heading's text without its optional closing hashes ("## Fees ##" -> "Fees"; "C#" stays)."""
+    title = raw.rstrip()
+    bare = title.rstrip("#")
+    if bare != title and (not bare or bare[-1] in " \t"):
+        title = bare
+    return title.strip()
 
 
 def _has_body(text: str) -> bool:
