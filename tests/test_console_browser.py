@@ -51,6 +51,15 @@ def _log_in(page, service: Service) -> None:
     playwright.expect(page.locator("nav")).to_contain_text("test-agent (agent)")
 
 
+def _open_escalations_after(page, service: Service, platform, ticket: dict, key: str) -> str:
+    """Post a ticket that escalates, then show an agent the open escalations; the run id."""
+    run_id = platform.post("/v1/tickets", json=ticket, headers={"Idempotency-Key": key}).json()["run_id"]
+    assert service.wait_for_run(run_id, ("completed", "escalated", "failed"))["status"] == "escalated"
+    _log_in(page, service)
+    page.goto(f"{service.url}/console/escalations?status=open")
+    return run_id
+
+
 def test_agent_approves_a_password_reset_and_sees_the_run_complete(page, tmp_path, database_env, embedder, local_model):
     policy = tmp_path / "approve_resets.yaml"
     policy.write_text("version: 1\nrules:\n  - {id: reset-approval, tools: [password_reset], decision: needs_approval, reason: a person confirms}\n")
@@ -75,10 +84,7 @@ def test_agent_approves_a_password_reset_and_sees_the_run_complete(page, tmp_pat
 def test_agent_resolves_an_escalation_with_a_reply_that_reaches_the_ticket(page, tmp_path, database_env, embedder, local_model):
     runtime = _runtime(tmp_path, database_env, embedder, local_model)
     with serve(runtime) as service, service.client("platform") as platform:
-        run_id = platform.post("/v1/tickets", json=MANAGER, headers={"Idempotency-Key": "browser-2"}).json()["run_id"]
-        assert service.wait_for_run(run_id, ("completed", "escalated", "failed"))["status"] == "escalated"
-        _log_in(page, service)
-        page.goto(f"{service.url}/console/escalations?status=open")
+        _open_escalations_after(page, service, platform, MANAGER, "browser-2")
         row = page.locator("tr[data-escalation]").filter(has_text="injection_suspected")  # the input guard stops a reset for someone else's account
         row.locator("button:has-text('Claim')").click()
         playwright.expect(page.locator("#escalation-status")).to_have_text("claimed")
@@ -106,10 +112,7 @@ def test_markup_in_a_ticket_is_shown_as_text_and_never_runs(page, tmp_path, data
     shows it must show the markup as characters, not run it."""
     runtime = _runtime(tmp_path, database_env, embedder, local_model)
     with serve(runtime) as service, service.client("platform") as platform:
-        run_id = platform.post("/v1/tickets", json=HOSTILE, headers={"Idempotency-Key": "browser-3"}).json()["run_id"]
-        assert service.wait_for_run(run_id, ("completed", "escalated", "failed"))["status"] == "escalated"
-        _log_in(page, service)
-        page.goto(f"{service.url}/console/escalations?status=open")
+        run_id = _open_escalations_after(page, service, platform, HOSTILE, "browser-3")
         escalation = page.locator("tr[data-escalation]").first.locator("a").first.get_attribute("href")
         for path in [f"/console/runs/{run_id}", "/console/runs", "/console/escalations?status=open", escalation]:
             page.goto(f"{service.url}{path}")
