@@ -4,6 +4,7 @@ of a run loses its lease, and another worker finishes the run with exactly one s
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ from agent.runner import Runner
 from agent.schema import ensure_schema
 from agent.service.models import WorkItem
 from agent.service.queue import WorkQueue
-from agent.service.worker import Worker
+from agent.service.worker import DATABASE_ATTEMPTS, Worker
 from tests.conftest import make_settings
 from tests.crash_support import TICKET, build
 from tests.worker_crash_main import LEASE
@@ -137,3 +138,36 @@ def test_a_worker_that_stalled_past_its_lease_stops_driving_the_run(tmp_path):
     with runtime.engine.connect() as conn:
         item = conn.execute(select(table).where(table.c.run_id == run.id)).mappings().one()
     assert (item["state"], item["lease_owner"]) == ("leased", "other-worker")
+
+
+def test_a_database_error_mid_run_leaves_the_run_to_its_lease_until_it_looks_permanent(tmp_path):
+    """The database went away mid-run (here: SQLite reports the file locked while the router
+    runs). The run is not the culprit: it is not marked failed, its queue entry stays leased so
+    a worker resumes it when the lease lapses. After DATABASE_ATTEMPTS leases the error is taken
+    as the run's own and the run fails, so one run cannot loop for ever."""
+    runtime = build(tmp_path)
+    run = runtime.store.create_run(TICKET.model_dump(mode="json"), runtime.versions)
+    queue = WorkQueue(runtime.engine, lease_s=0.2)
+    queue.enqueue(run.id)
+    worker = Worker(Runner(runtime), queue, LEASE.model_copy(update={"lease_s": 0.2, "heartbeat_s": 0.05}))
+
+    def locked(ticket):  # noqa: ANN001, ANN202
+        raise sqlite3.OperationalError("database is locked")
+
+    runtime.router.route = locked
+    table = WorkItem.__table__
+
+    def queue_entry():  # noqa: ANN202
+        with runtime.engine.connect() as conn:
+            return conn.execute(select(table).where(table.c.run_id == run.id)).mappings().one()
+
+    assert worker.run_once() is None
+    assert runtime.store.get_run(run.id).status == "running"
+    assert (queue_entry()["state"], queue_entry()["attempts"]) == ("leased", 1)
+    time.sleep(0.3)  # the lease lapses
+    with runtime.engine.begin() as conn:  # as if it had lapsed DATABASE_ATTEMPTS - 1 times already
+        conn.execute(table.update().where(table.c.run_id == run.id).values(attempts=DATABASE_ATTEMPTS - 1))
+    result = worker.run_once()
+    assert result is not None and result.status == "failed"
+    assert "OperationalError: database is locked" in runtime.store.get_run(run.id).error
+    assert queue_entry()["state"] == "done"

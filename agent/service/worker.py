@@ -26,6 +26,9 @@ from agent.settings import ServiceSettings
 log = structlog.get_logger(__name__)
 
 FINISHED = ("completed", "escalated", "failed")
+# A run that meets an unavailable database is left to its lease and resumed; after this many
+# leases the error is taken as the run's own (a statement that always fails) and the run fails.
+DATABASE_ATTEMPTS = 10
 
 
 def worker_id() -> str:
@@ -95,9 +98,11 @@ class Worker:
         started = time.perf_counter()
         try:
             result = self.runner.continue_run(item.run_id, item.answer)
-        except (LeaseLost, *UNAVAILABLE_ERRORS):
+        except LeaseLost:
             raise
         except Exception as exc:  # a bug in one run must not take the worker down; the run says what happened
+            if isinstance(exc, UNAVAILABLE_ERRORS) and item.attempts < DATABASE_ATTEMPTS:
+                raise
             log.exception("run crashed", run_id=item.run_id)
             store.update_run(item.run_id, status="failed", error=f"internal error: {type(exc).__name__}: {exc}"[:500])
             result = RunResult(run_id=item.run_id, status="failed", error=str(exc)[:500])
