@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -41,7 +41,7 @@ def _admin():  # noqa: ANN202
 
 
 @pytest.fixture
-def outage_database() -> Iterator[tuple[str, callable]]:
+def outage_database() -> Iterator[tuple[str, Callable[[bool], None]]]:
     """A database of its own (so the outage touches nothing else), and a switch for the outage."""
     admin = _admin()
     name = f"caseplan_outage_{uuid.uuid4().hex[:10]}"

@@ -140,7 +140,7 @@ def test_pipes_devices_oversized_lines_and_heading_only_documents_are_reported_n
     assert messages["pipe.md"] == messages["zero.txt"] == "not a regular file (a pipe, device or socket); skipped"
     assert "has headings but no text under them" in messages["headings.md"]
     assert "larger than 200 bytes" in messages["big.md"]
-    assert messages["kb.jsonl:2"] == "line longer than 200 bytes; skipped"
+    assert messages["kb.jsonl:2"] == "line 2 is longer than 200 bytes; skipped"
     assert all(p.lost for p in problems)  # each may hide a document: removals must wait
 
 

@@ -74,14 +74,29 @@ def read_bounded(path: Path, max_bytes: int) -> bytes:
     return data
 
 
-def bounded_lines(path: Path, max_line_bytes: int) -> Iterator[str]:
-    """The file's lines as UTF-8 text, one at a time; a line over `max_line_bytes` or bytes that
-    are not UTF-8 raise ValueError naming the line (not the path: the caller names it)."""
+def line_items(path: Path, max_line_bytes: int) -> Iterator[tuple[int, str | ValueError]]:
+    """Each line's number and its UTF-8 text, or the ValueError that keeps it out (longer than
+    `max_line_bytes`, read past in bounded pieces if the caller reads on, or not UTF-8); the lines after a bad one still
+    come. Messages name the line, not the path: the caller names it."""
     with path.open("rb") as handle:
-        for number, raw in enumerate(iter(lambda: handle.readline(max_line_bytes + 1), b""), start=1):
+        number = 0
+        while raw := handle.readline(max_line_bytes + 1):
+            number += 1
             if len(raw) > max_line_bytes:
-                raise ValueError(f"line {number} is longer than {max_line_bytes:,} bytes")
+                yield number, ValueError(f"line {number} is longer than {max_line_bytes:,} bytes")
+                while raw and not raw.endswith(b"\n"):  # only a caller that reads on gets here
+                    raw = handle.readline(max_line_bytes + 1)
+                continue
             try:
-                yield raw.decode("utf-8")
+                yield number, raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise ValueError(f"line {number} is not UTF-8 (byte {exc.start})") from None
+                yield number, ValueError(f"line {number} is not UTF-8 (byte {exc.start})")
+
+
+def bounded_lines(path: Path, max_line_bytes: int) -> Iterator[str]:
+    """The file's lines as UTF-8 text, one at a time; the first line over `max_line_bytes` or
+    not UTF-8 raises its ValueError."""
+    for _, line in line_items(path, max_line_bytes):
+        if isinstance(line, ValueError):
+            raise line
+        yield line

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from tools.safe_parse import load_json, load_yaml, read_bounded, yaml_error_text
+from tools.safe_parse import line_items, load_json, load_yaml, read_bounded, yaml_error_text
 
 SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html", ".txt": "text", ".jsonl": "jsonl"}
 # Metadata the index keeps as filterable fields; anything else stays in `extra`.
@@ -228,31 +228,14 @@ def _document(
     yield Document(id=doc_id, title=title, text=text.strip("\n"), source=named.get("source") or source, origin=origin, **fields)
 
 
-def _jsonl_lines(path: Path) -> Iterator[tuple[str, str] | LoadProblem]:
-    """(origin, line) pairs read one at a time (a corpus file can be large); a line longer than
-    a document may be, or not UTF-8, is skipped on its own and the lines after it still count."""
-    with path.open("rb") as handle:
-        number = 0
-        while raw := handle.readline(MAX_DOCUMENT_BYTES + 1):
-            number += 1
-            origin = f"{path}:{number}"
-            if len(raw) > MAX_DOCUMENT_BYTES:
-                while raw and not raw.endswith(b"\n"):  # the rest of this line, read in bounded pieces
-                    raw = handle.readline(MAX_DOCUMENT_BYTES + 1)
-                yield _skipped(origin, f"line longer than {MAX_DOCUMENT_BYTES:,} bytes")
-                continue
-            try:
-                yield origin, raw.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError as exc:
-                yield _skipped(origin, f"not UTF-8 ({exc.reason} at byte {exc.start})")
-
-
 def _jsonl(path: Path, source: str) -> Iterator[Document | LoadProblem]:
-    for item in _jsonl_lines(path):
-        if isinstance(item, LoadProblem):
-            yield item
+    for number, line in line_items(path, MAX_DOCUMENT_BYTES):  # one line at a time: a corpus can be large
+        origin = f"{path}:{number}"
+        if isinstance(line, ValueError):  # too long or not UTF-8: this line alone is skipped
+            yield _skipped(origin, str(line))
             continue
-        origin, line = item
+        if number == 1:
+            line = line.removeprefix("\ufeff")  # a byte-order mark
         if not line.strip():
             continue
         try:
