@@ -127,6 +127,7 @@ def test_bad_input_gets_problem_documents_and_loses_nothing(build):
             (client.get("/v1/runs/run_nope"), 404, "unknown run id"),
             (client.get("/v1/runs", params={"template": "a\x00b"}), 400, "NUL character"),
             (client.get("/v1/runs/run%00x"), 400, "NUL character"),
+            (client.post("/v1/tickets", json=RESET, headers=key, params={"wiat": 5}), 422, "unknown query parameter(s): 'wiat'; this endpoint takes: wait"),
         ]
         for response, status, words in cases:
             assert response.status_code == status, (status, response.text)
@@ -140,6 +141,13 @@ def test_bad_input_gets_problem_documents_and_loses_nothing(build):
         assert 429 in flood and flood[0] == 200
         with service.client("agent") as other_key:  # the flood is limited per key
             assert other_key.get(f"/v1/runs/{accepted.json()['run_id']}").status_code == 200
+            typo = other_key.get("/v1/runs", params={"statuss": "failed", "limit": 5})  # not every run, unfiltered
+            assert typo.status_code == 422 and typo.json()["errors"] == [{"loc": ["query", "statuss"], "msg": "unknown query parameter", "type": "extra_forbidden"}]
+            assert "takes: limit, status, template" in typo.json()["detail"]
+            assert other_key.get("/v1/runs", params={"status": "failed", "limit": 5}).status_code == 200
+            assert other_key.get("/v1/escalations", params={"offset": 0, "queue": "x"}).status_code == 200
+        with service.client() as anonymous:  # who may call comes first
+            assert anonymous.get("/v1/runs", params={"statuss": "failed"}).status_code == 401
     with runtime.store.engine.connect() as conn:
         assert [row.id for row in conn.execute(select(Run.__table__.c.id))] == [accepted.json()["run_id"]]
 

@@ -11,6 +11,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from agent.service.context import ServiceContext
 from agent.service.models import ApiKey
 from agent.service.problems import ProblemError
+from agent.service.query import refuse_unknown_query
 
 COOKIE = "caseplan_key"
 _bearer = HTTPBearer(auto_error=False, description="An API key: `caseplan keys create --role R --name N`.")
@@ -41,12 +42,14 @@ def caller(
 
 
 def require(*roles: str) -> Callable[..., ApiKey]:
-    """A dependency that admits these roles (and admin); 403 for any other role."""
+    """A dependency that admits these roles (and admin); 403 for any other role, then 422
+    for query parameters the endpoint does not take."""
     allowed = frozenset(roles) | {"admin"}
 
-    def dependency(key: ApiKey = Depends(caller)) -> ApiKey:
+    def dependency(request: Request, key: ApiKey = Depends(caller)) -> ApiKey:
         if key.role not in allowed:
             raise ProblemError(403, f"role {key.role!r} may not do this (allowed: {', '.join(sorted(allowed))})")
+        refuse_unknown_query(request)  # checked once the caller may use the endpoint at all
         return key
 
     return dependency
