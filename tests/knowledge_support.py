@@ -27,3 +27,19 @@ class CountingEmbedder:
             raise RuntimeError("embedding service went away")
         self.texts.extend(texts)
         return self.inner.embed(texts)
+
+
+class HashEmbedder:
+    """Unit vectors derived from each text's SHA-256: deterministic in every process, no model
+    to load, for tests about the index's files rather than its ranking."""
+
+    model_id = "sha256-test"
+    dim = 8
+
+    def embed(self, texts):
+        import hashlib
+
+        import numpy as np
+
+        rows = np.array([list(hashlib.sha256(t.encode()).digest()[: self.dim]) for t in texts], dtype=np.float32) + 1
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)

@@ -72,3 +72,19 @@ def test_a_file_that_turns_unreadable_keeps_its_documents_until_it_reads_again(t
 
 def _indexed_ids(data_dir):
     return {document.id for document in EmbeddedIndex(data_dir / "knowledge", SentenceTransformerEmbedder()).documents()}
+
+
+def test_a_damaged_index_is_one_error_line_and_nothing_is_written(tmp_path, monkeypatch):
+    monkeypatch.setenv("CASEPLAN_DATA_DIR", str(tmp_path / "data"))
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "returns.md").write_text("# Returns\n\nReturns are free within 30 days.")
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", str(docs), "--source", "kb"]).exit_code == 0
+    folder = tmp_path / "data" / "knowledge"
+    generation = folder / (folder / "CURRENT").read_text().strip()
+    (generation / "vectors.npy").write_bytes(b"\x93NUMPY truncated")
+    damaged = runner.invoke(app, ["ingest", str(docs), "--source", "kb"])
+    assert damaged.exit_code == 2 and "Traceback" not in damaged.output
+    assert f"error: the knowledge index in {folder} is damaged: vectors.npy:" in damaged.output
+    assert [p.name for p in folder.glob("gen-*")] == [generation.name]  # not refilled with the demo articles

@@ -23,6 +23,7 @@ from agent.settings import ConfigError, Settings, load_settings
 from agent.tickets import TicketError
 from plans.catalogue import CatalogueError, UnknownTemplateError
 from policies.loader import PolicyError
+from tools.knowledge.errors import KnowledgeIndexError
 from tools.registry import UnknownToolError
 
 USAGE_ERROR = 2
@@ -38,6 +39,7 @@ EXPECTED_ERRORS: tuple[type[Exception], ...] = (
     UnknownRunError,
     UnknownToolError,
     RecordError,
+    KnowledgeIndexError,
 )
 
 

@@ -4,33 +4,46 @@ Each ingest writes a complete new generation folder (chunks, vectors, BM25) and 
 switches the `CURRENT` pointer with one atomic rename, so a failed or interrupted ingest
 leaves the previous index untouched. Unchanged documents (same content hash) keep their
 chunks and vectors; only new or changed ones are chunked and embedded again.
+
+Ingests take a lock file, so two at once (two `caseplan ingest` processes) run one after the
+other, the second starting from what the first committed. A search notices a newer `CURRENT`
+(an ingest by another process) and loads it, so a running service serves what was ingested
+without a restart. A generation that cannot be read as written is `IndexDamaged`, naming the
+file, never an empty index quietly refilled.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import structlog
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from tools.contracts.knowledge import FilterValue, Passage
 from tools.embeddings import Embedder
 from tools.knowledge.chunking import Chunk, chunk_document, indexed_text
 from tools.knowledge.documents import Document
+from tools.knowledge.errors import IndexDamaged
 from tools.knowledge.filters import MetadataColumns
 from tools.knowledge.lexical import Bm25
 from tools.knowledge.ranking import RankingConfig, fuse_rows, group_max, rank_rows, ranker_scores
 
 log = structlog.get_logger(__name__)
 FORMAT = 1
+LOAD_ATTEMPTS = 3  # a generation replaced while it is read is read again from the new pointer
+# What reading a generation raises when its files are missing, truncated or altered.
+_UNREADABLE = (OSError, EOFError, ValueError, KeyError, TypeError, IndexError)
 
 
 class IngestReport(BaseModel):
@@ -65,44 +78,114 @@ class EmbeddedIndex:
         self.config = config or RankingConfig()
         self.chunk_tokens = chunk_tokens
         self.overlap_tokens = overlap_tokens
-        self._write_lock = threading.Lock()
+        self._reload_lock = threading.Lock()
+        # The pointer of the state in memory, and the last pointer a search tried to load
+        # (they differ while the newest commit cannot be read).
+        self._loaded = self._seen = self._pointer_stamp()
         self._state = self._load()
 
     # ---- reading -------------------------------------------------------------------------
-    def _current(self) -> Path | None:
-        pointer = self.folder / "CURRENT"
-        if not pointer.exists():
+    def _pointer_stamp(self) -> tuple[int, int] | None:
+        """Identifies the `CURRENT` file: each commit renames a new file over it."""
+        try:
+            found = (self.folder / "CURRENT").stat()
+        except FileNotFoundError:
             return None
-        generation = self.folder / pointer.read_text().strip()
-        return generation if generation.is_dir() else None
+        return found.st_ino, found.st_mtime_ns
 
     def _load(self) -> _State:
-        generation = self._current()
-        if generation is None:
-            return _State()
-        meta = json.loads((generation / "index.json").read_text())
+        """The committed generation; read again if an ingest replaces it meanwhile."""
+        for attempt in range(LOAD_ATTEMPTS):
+            stamp = self._pointer_stamp()
+            try:
+                return self._read_generation()
+            except IndexDamaged:
+                if attempt + 1 == LOAD_ATTEMPTS or self._pointer_stamp() == stamp:
+                    raise
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _read_generation(self) -> _State:
+        pointer = self.folder / "CURRENT"
+        try:
+            name = pointer.read_text().strip()
+        except FileNotFoundError:
+            return _State()  # nothing ingested yet
+        except _UNREADABLE as exc:
+            raise self._damaged(pointer, exc) from None
+        generation = self.folder / name
+        if not name.startswith("gen-") or not generation.is_dir():
+            raise self._damaged(pointer, f"it names {name[:80]!r}, which is not a generation folder here")
+        try:
+            meta = json.loads((generation / "index.json").read_text())
+        except _UNREADABLE as exc:
+            raise self._damaged(generation / "index.json", exc) from None
+        if not isinstance(meta, dict):
+            raise self._damaged(generation / "index.json", "not a JSON object")
         if meta.get("format") != FORMAT or meta.get("model_id") != self.embedder.model_id:
             log.warning("knowledge.index_incompatible", folder=str(generation), model=meta.get("model_id"))
             return _State()
-        documents = [Document.model_validate(d) for d in meta["documents"]]
-        chunks = [Chunk(**c) for c in meta["chunks"]]
-        by_id = {d.id: i for i, d in enumerate(documents)}
-        vectors = np.load(generation / "vectors.npy")
-        return _State(
-            documents=documents,
-            hashes=meta["hashes"],
-            chunks=chunks,
-            chunk_doc=np.array([by_id[c.document_id] for c in chunks], dtype=np.int32),
-            vectors=vectors,
-            bm25=Bm25.load(generation / "bm25", len(chunks)) if chunks else None,
-            columns=MetadataColumns(documents),
+        try:
+            documents = [Document.model_validate(d) for d in meta["documents"]]
+            chunks = [Chunk(**c) for c in meta["chunks"]]
+            hashes = [str(h) for h in meta["hashes"]]
+            by_id = {d.id: i for i, d in enumerate(documents)}
+            chunk_doc = np.array([by_id[c.document_id] for c in chunks], dtype=np.int32)
+        except (*_UNREADABLE, ValidationError) as exc:
+            raise self._damaged(generation / "index.json", exc) from None
+        if len(hashes) != len(documents):
+            raise self._damaged(generation / "index.json", f"{len(hashes)} content hashes for {len(documents)} documents")
+        vectors = self._read_part(generation / "vectors.npy", np.load)
+        if vectors.shape != (len(chunks), self.embedder.dim) or vectors.dtype != np.float32:
+            expected = f"float32 ({len(chunks)}, {self.embedder.dim})"
+            raise self._damaged(generation / "vectors.npy", f"{vectors.dtype} {vectors.shape}, expected {expected}")
+        bm25 = self._read_part(generation / "bm25", lambda path: Bm25.load(path, len(chunks))) if chunks else None
+        if bm25 is not None and bm25.model.scores.get("num_docs") != len(chunks):
+            raise self._damaged(generation / "bm25", f"it indexes {bm25.model.scores.get('num_docs')} rows for {len(chunks)} chunks")
+        return _State(documents, hashes, chunks, chunk_doc, vectors, bm25, MetadataColumns(documents))
+
+    def _read_part(self, path: Path, read: Callable[[Path], object]) -> Any:  # noqa: ANN401 (whatever `read` returns)
+        try:
+            return read(path)
+        except _UNREADABLE as exc:
+            raise self._damaged(path, exc) from None
+
+    def _damaged(self, path: Path, why: object) -> IndexDamaged:
+        reason = getattr(why, "strerror", None) or (str(why).splitlines() or [type(why).__name__])[0][:200]
+        return IndexDamaged(
+            f"the knowledge index in {self.folder} is damaged: {path.name}: {reason}. "
+            f"Move the folder aside and ingest your documents again (the pointer is {self.folder / 'CURRENT'})"
         )
 
+    def _snapshot(self) -> _State:
+        """The state to search: reloaded first when another process has committed a newer one
+        (a damaged one is logged and the loaded one kept, so searches go on)."""
+        stamp = self._pointer_stamp()
+        if stamp != self._seen:
+            with self._reload_lock:
+                if stamp != self._seen:
+                    try:
+                        self._state, self._loaded = self._load(), stamp
+                    except IndexDamaged as exc:
+                        log.error("knowledge.index_reload_failed", error=str(exc))
+                    self._seen = stamp
+        return self._state
+
     def count(self) -> int:
-        return len(self._state.chunks)
+        return len(self._snapshot().chunks)
 
     def documents(self) -> list[Document]:
-        return list(self._state.documents)
+        return list(self._snapshot().documents)
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One ingest at a time over this folder, across threads and processes (a lock file)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     # ---- writing -------------------------------------------------------------------------
     def ingest(
@@ -112,7 +195,11 @@ class EmbeddedIndex:
         progress: Callable[[int, int], None] | None = None,
     ) -> IngestReport:
         """Make the index hold `documents`; with `source`, that source's other documents are removed."""
-        with self._write_lock:
+        with self._exclusive():
+            stamp = self._pointer_stamp()  # start from the last commit, whoever made it
+            if stamp != self._loaded:
+                self._state = self._load()
+                self._loaded = self._seen = stamp
             old = self._state
             old_rows = {d.id: i for i, d in enumerate(old.documents)}
             spans = _document_spans(old.chunk_doc)
@@ -153,6 +240,7 @@ class EmbeddedIndex:
             state = self._build_state(final, hashes, chunks, vectors.astype(np.float32, copy=False))
             self._write(state)
             self._state = state
+            self._loaded = self._seen = self._pointer_stamp()
             report.chunks = len(chunks)
             report.embedded_chunks = len(texts)
             return report
@@ -210,7 +298,7 @@ class EmbeddedIndex:
     # ---- searching -----------------------------------------------------------------------
     def search(self, query: str, filters: dict[str, FilterValue], k: int, mode: str = "hybrid") -> list[Passage]:
         """The k best chunks; each carries its fused score and every sub-ranker's rank."""
-        state = self._state
+        state = self._snapshot()
         if not state.chunks:
             return []
         allowed = state.columns.mask(filters)
@@ -237,7 +325,7 @@ class EmbeddedIndex:
 
     def search_documents(self, query: str, k: int, mode: str = "hybrid", filters: dict[str, FilterValue] | None = None) -> list[tuple[str, float]]:
         """Whole documents, each scored by its best chunk per ranker before fusion."""
-        state = self._state
+        state = self._snapshot()
         if not state.chunks:
             return []
         starts = np.flatnonzero(np.diff(state.chunk_doc, prepend=-1))
