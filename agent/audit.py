@@ -261,6 +261,12 @@ def verify_run(source: AuditSource, run_id: str, require_signed: bool | None = N
     return verify_recorded(source, load_run(source, run_id), require_signed)
 
 
+def report_run(source: AuditSource, run_id: str) -> VerifyReport:
+    """One run's report whatever its state: an unfinished run or one this process cannot check
+    (a signed run without the key) is a status in the report, for the service to show."""
+    return _check(source, load_run(source, run_id), _required(source, None))
+
+
 def verify_recorded(source: AuditSource, run: RecordedRun, require_signed: bool | None = None) -> VerifyReport:
     if not run.finished:
         raise RunInProgress(run.id, run.status)

@@ -9,6 +9,7 @@ import json
 import pytest
 from sqlalchemy import select, update
 
+from agent.audit import AuditSource, report_run
 from agent.integrity import GENESIS_HASH, Signer, event_digest, root_digest, run_outcome
 from agent.record import Run, RunEvent
 from tests.record_support import TICKETS, cli_env, execute, invoke, swap_events
@@ -154,6 +155,8 @@ def test_a_signed_run_needs_its_key_to_be_checked(signing_key, runner, settings,
     monkeypatch.delenv(SIGNING_KEY)
     missing = invoke(env, "audit", "verify", signed)
     assert missing.exit_code == 2 and f"set {SIGNING_KEY}" in missing.stderr
+    without_key = report_run(AuditSource.open(settings), signed)  # what the service shows: a status, not a 500
+    assert without_key.status == "unverifiable" and f"set {SIGNING_KEY}" in without_key.message
     monkeypatch.setenv(SIGNING_KEY, "another key")
     wrong = invoke(env, "audit", "verify", signed)
     assert wrong.exit_code == 2 and "is signed with key id" in wrong.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from urllib.parse import unquote
 
 import pytest
 from sqlmodel import select
@@ -146,6 +147,10 @@ def test_bad_input_gets_problem_documents_and_loses_nothing(build):
             assert "takes: limit, status, template" in typo.json()["detail"]
             assert other_key.get("/v1/runs", params={"status": "failed", "limit": 5}).status_code == 200
             assert other_key.get("/v1/escalations", params={"offset": 0, "queue": "x"}).status_code == 200
+        with service.client() as browser:  # console pages count against the same per-key limit
+            browser.cookies.set("caseplan_key", service.keys["auditor"])
+            pages = [browser.get("/console/runs").status_code for _ in range(60)]
+            assert 429 in pages and pages[0] == 200
         with service.client() as anonymous:  # who may call comes first
             assert anonymous.get("/v1/runs", params={"statuss": "failed"}).status_code == 401
     with runtime.store.engine.connect() as conn:
@@ -159,10 +164,18 @@ def test_approval_through_the_api_resumes_the_run(build, tmp_path):
         assert service.wait_for_run(run_id, ("waiting_approval", "completed", "failed"))["status"] == "waiting_approval"
         with runtime.sandbox.session() as session:
             assert session.exec(select(SandboxResetRequest)).all() == []  # nothing happened before the answer
+        with service.client("auditor") as auditor:  # nothing final to check yet: a status, not a 500
+            waiting = auditor.get(f"/v1/runs/{run_id}/verify")
+            assert waiting.status_code == 200 and waiting.json()["status"] == "in_progress", waiting.text
+            auditor.cookies.set("caseplan_key", service.keys["auditor"])
+            page = auditor.get(f"/console/runs/{run_id}", params={"verify": 1})
+            assert page.status_code == 200 and "Verification: <strong>in_progress</strong>" in page.text
         [pending] = agent.get("/v1/approvals", params={"status": "pending"}).json()
         assert pending["run_id"] == run_id and pending["steps"][0]["tool"] == "password_reset"
         assert platform.post(f"/v1/approvals/{pending['id']}", json={"decision": "approve"}).status_code == 403
         assert agent.post(f"/v1/approvals/{pending['id']}", json={"decision": "maybe"}).status_code == 422
+        as_form = agent.post(f"/v1/approvals/{pending['id']}", data={"decision": "approve"})
+        assert as_form.status_code == 415 and "application/json" in as_form.json()["detail"]
         assert agent.post(f"/v1/approvals/{pending['id']}", json={"decision": "approve", "note": "n\x00"}).status_code == 422
         decided = agent.post(f"/v1/approvals/{pending['id']}", json={"decision": "approve", "note": "verified by phone"})
         assert decided.status_code == 202 and decided.json()["status"] == "approved"
@@ -185,6 +198,13 @@ def test_escalation_claim_resolve_with_reply_reaches_the_ticket(build):
         with service.client("admin") as someone_else:
             taken = someone_else.post(f"/v1/escalations/{esc}/resolve", json={"resolution": "mine now"})
             assert taken.status_code == 409 and "claimed by test-agent" in taken.json()["detail"]
+        assert agent.post(f"/v1/escalations/{esc}/resolve", json={"resolution": "   "}).status_code == 422  # blank is not a resolution
+        assert agent.post(f"/v1/escalations/{esc}/resolve", content=b"resolution=x").status_code == 415
+        agent.cookies.set("caseplan_key", service.keys["agent"])
+        too_long = agent.post(f"/console/escalations/{esc}/resolve", data={"resolution": "R" * 4001}, follow_redirects=False)
+        assert too_long.status_code == 303 and "at most 4000 characters" in unquote(too_long.headers["location"])
+        assert agent.get(f"/v1/escalations/{esc}").json()["status"] == "claimed"  # the console refused it too
+        agent.cookies.clear()
         reply = "We cannot reset another person's password; Li Wei can request it herself."
         resolved = agent.post(f"/v1/escalations/{esc}/resolve", json={"resolution": "explained policy", "reply": reply})
         assert resolved.status_code == 200, resolved.text
@@ -227,3 +247,7 @@ def test_health_readiness_and_metrics(build):
         text = auditor.get("/metrics").text
         assert "caseplan_queue_depth" in text and "caseplan_http_requests_total" in text
         assert anonymous.get("/docs").status_code == 200 and "/v1/tickets" in anonymous.get("/openapi.json").json()["paths"]
+        for index in range(30):  # made-up methods: each a 405, none a metric series of its own
+            assert anonymous.request(f"M{index}X" * 50, "/healthz").status_code == 405
+        text = auditor.get("/metrics").text
+        assert "M0X" not in text and 'caseplan_http_requests_total{method="other",route="/healthz",status="405"} 30.0' in text

@@ -11,7 +11,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from agent.service.context import ServiceContext
 from agent.service.models import ApiKey
 from agent.service.problems import ProblemError
-from agent.service.query import refuse_unknown_query
+from agent.service.request_rules import refuse_unknown_query
 
 COOKIE = "caseplan_key"
 _bearer = HTTPBearer(auto_error=False, description="An API key: `caseplan keys create --role R --name N`.")
@@ -35,10 +35,15 @@ def caller(
     key = ctx.keys.verify(secret)
     if key is None:
         raise ProblemError(401, "the API key is unknown or revoked", headers={"WWW-Authenticate": "Bearer"})
+    take_request(ctx, key)
+    return key
+
+
+def take_request(ctx: ServiceContext, key: ApiKey) -> None:
+    """Count one request against the key's rate limit (API and console alike); 429 over it."""
     wait = ctx.limiter.take(key.id)
     if wait:
         raise ProblemError(429, f"rate limit for key {key.id} exceeded; retry in {wait:.2f}s", headers={"Retry-After": str(max(1, round(wait)))})
-    return key
 
 
 def require(*roles: str) -> Callable[..., ApiKey]:

@@ -13,15 +13,17 @@ from urllib.parse import parse_qs, quote
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
 
-from agent.audit import RunQuery, list_runs, run_timeline, verify_run
+from agent.audit import RunQuery, list_runs, report_run, run_timeline
 from agent.record import UnknownRunError
-from agent.service.auth import COOKIE, actor, context
+from agent.service.auth import COOKIE, actor, context, take_request
 from agent.service.context import ServiceContext
 from agent.service.desk import DeskError, EscalationStatus
 from agent.service.models import ApiKey
 from agent.service.problems import ProblemError
 from agent.service.routes.approvals import decide
+from agent.service.schemas import ResolveBody
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -44,9 +46,11 @@ def install(app: FastAPI) -> None:
 
 def console_user(request: Request) -> ApiKey:
     secret = request.cookies.get(COOKIE)
-    key = context(request).keys.verify(secret) if secret else None
+    ctx = context(request)
+    key = ctx.keys.verify(secret) if secret else None
     if key is None:
         raise LoginRequired()
+    take_request(ctx, key)
     return key
 
 
@@ -157,10 +161,11 @@ async def escalation_action(request: Request, escalation_id: str, action: str, u
             ctx.desk.release(escalation_id, actor(user))
             return _back("/console/escalations", "Released.")
         if action == "resolve":
-            resolution = form.get("resolution", "").strip()
-            if not resolution:
-                return _back(here, "A resolution is required.")
-            ctx.desk.resolve(escalation_id, actor(user), resolution, form.get("reply", "").strip() or None)
+            try:
+                body = ResolveBody(resolution=form.get("resolution", ""), reply=form.get("reply", "").strip() or None)
+            except ValidationError as exc:
+                return _back(here, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+            ctx.desk.resolve(escalation_id, actor(user), body.resolution, body.reply)
             return _back(here, "Resolved.")
     except DeskError as exc:
         return _back(here, exc.message)
@@ -201,5 +206,5 @@ def run(request: Request, run_id: str, user: User, ctx: Ctx, flash: str = "", ve
         evidence = _evidence(ctx, run_id)
     except UnknownRunError:
         raise ProblemError(404, f"unknown run id {run_id!r}") from None
-    report = verify_run(ctx.audit, run_id) if verify and user.role in ("auditor", "admin") else None
+    report = report_run(ctx.audit, run_id) if verify and user.role in ("auditor", "admin") else None
     return _page(request, "run.html", user, flash=flash, report=report, **evidence)

@@ -61,6 +61,11 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+# A metric label takes only these; any other method a client invents counts as "other", so
+# requests with made-up methods cannot add series (memory) without bound.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class RequestLog:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -83,10 +88,11 @@ class RequestLog:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(scope["method"], template, str(status["code"])).inc()
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
+            self.metrics.requests.labels(method, template, str(status["code"])).inc()
             log.info(
                 "request",
-                method=scope["method"],
+                method=method,
                 path=scope["path"],
                 route=template,
                 status=status["code"],

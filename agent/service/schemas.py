@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from agent.record import Approval, Run
 from agent.tickets import without_nul
@@ -107,9 +107,15 @@ class EscalationOut(BaseModel):
         return cls.model_validate(row.model_dump())
 
 
+# Surrounding whitespace is dropped first, so a blank resolution or reply is refused, not stored.
+ResolutionText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
+
+
 class ResolveBody(_Body):
-    resolution: str = Field(min_length=1, max_length=4000, description="What was done, for the record.")
-    reply: str | None = Field(None, min_length=1, max_length=4000, description="A public reply to the customer, sent through ticket_update.")
+    """The same rules for the API and the console's form."""
+
+    resolution: ResolutionText = Field(description="What was done, for the record.")
+    reply: ResolutionText | None = Field(None, description="A public reply to the customer, sent through ticket_update.")
 
 
 class ResolvedOut(BaseModel):

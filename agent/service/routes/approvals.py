@@ -12,6 +12,7 @@ from agent.service.auth import actor, context, require
 from agent.service.context import ServiceContext
 from agent.service.models import ApiKey
 from agent.service.problems import PROBLEMS, ProblemError
+from agent.service.request_rules import json_body
 from agent.service.schemas import ApprovalDecision, ApprovalOut
 
 router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
@@ -42,7 +43,7 @@ def list_approvals(
     return [ApprovalOut.of(row) for row in ctx.runtime.store.approvals(status=status)]
 
 
-@router.post("/{approval_id}", status_code=202, response_model=ApprovalOut, responses=PROBLEMS)
+@router.post("/{approval_id}", status_code=202, response_model=ApprovalOut, responses=PROBLEMS, dependencies=[Depends(json_body)])
 def answer(
     approval_id: str,
     body: ApprovalDecision,

@@ -11,6 +11,7 @@ from agent.service.context import ServiceContext
 from agent.service.desk import DeskError, EscalationStatus
 from agent.service.models import ApiKey
 from agent.service.problems import PROBLEMS, ProblemError
+from agent.service.request_rules import json_body
 from agent.service.schemas import EscalationOut, ResolveBody, ResolvedOut
 
 router = APIRouter(prefix="/v1/escalations", tags=["escalations"])
@@ -54,7 +55,7 @@ def release(escalation_id: str, key: Agent, ctx: Ctx) -> EscalationOut:
     return EscalationOut.of(_desk(lambda: ctx.desk.release(escalation_id, actor(key))))
 
 
-@router.post("/{escalation_id}/resolve", response_model=ResolvedOut, responses=ESCALATION_PROBLEMS)
+@router.post("/{escalation_id}/resolve", response_model=ResolvedOut, responses=ESCALATION_PROBLEMS, dependencies=[Depends(json_body)])
 def resolve(escalation_id: str, body: ResolveBody, key: Agent, ctx: Ctx) -> ResolvedOut:
     """Resolve an escalation you claimed; `reply` reaches the customer through the ticket tool."""
     row, sent = _desk(lambda: ctx.desk.resolve(escalation_id, actor(key), body.resolution, body.reply))

@@ -7,17 +7,18 @@ import hashlib
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from agent.audit import RunExport, RunQuery, RunSummary, export_runs, list_runs, run_timeline, verify_run
+from agent.audit import RunExport, RunQuery, RunSummary, export_runs, list_runs, report_run, run_timeline
 from agent.audit import VerifyReport as VerifyOut
 from agent.record import Run, UnknownRunError
 from agent.service.auth import context, require
 from agent.service.context import ServiceContext
 from agent.service.models import ApiKey, IdempotencyRecord
 from agent.service.problems import PROBLEMS, ProblemError
+from agent.service.request_rules import json_body
 from agent.service.schemas import EventOut, EventsView, RunView
 from agent.tickets import Ticket, TicketError, parse_ticket
 from plans.models import canonical_json
@@ -25,12 +26,6 @@ from plans.models import canonical_json
 router = APIRouter(prefix="/v1", tags=["tickets and runs"])
 IN_PROGRESS = ("received", "running")
 IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
-
-
-def _json_body(request: Request) -> None:
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind != "application/json":
-        raise ProblemError(415, f"the body must be application/json, not {kind or 'unspecified'}")
 
 
 def _find_run(ctx: ServiceContext, run_id: str) -> Run:
@@ -81,7 +76,7 @@ def _accept(ctx: ServiceContext, ticket: Ticket, key: ApiKey, idempotency_key: s
     status_code=202,
     response_model=RunView,
     responses={200: {"model": RunView, "description": "The run finished within `wait` seconds."}, **PROBLEMS},
-    dependencies=[Depends(_json_body)],
+    dependencies=[Depends(json_body)],
 )
 async def post_ticket(
     ticket: Ticket,
@@ -145,9 +140,11 @@ def verify(
     _: Annotated[ApiKey, Depends(require("auditor"))],
     ctx: Annotated[ServiceContext, Depends(context)],
 ) -> VerifyOut:
-    """Check the run's hash chain and seal (as `caseplan audit verify`)."""
+    """Check the run's hash chain and seal (as `caseplan audit verify`). `status` says the
+    outcome: `verified`, `tampered` (with findings), `in_progress` (nothing final to check yet)
+    or `unverifiable` (a signed run and this service lacks the signing key)."""
     _find_run(ctx, run_id)
-    return verify_run(ctx.audit, run_id)
+    return report_run(ctx.audit, run_id)
 
 
 @router.get("/runs/{run_id}/export", response_model=RunExport, responses=PROBLEMS)

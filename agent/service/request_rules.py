@@ -1,6 +1,8 @@
-"""Unknown query parameters are refused. FastAPI ignores them, so a mistyped filter
+"""What every JSON API request must look like beyond its declared parameters.
+
+Unknown query parameters are refused: FastAPI ignores them, so a mistyped filter
 (`/v1/runs?statuss=failed`) would answer with every run, which a caller could take for the
-filtered list; an error that names the parameters the endpoint takes is safer."""
+filtered list. A body that is not JSON is 415, not a validation error about a dictionary."""
 
 from __future__ import annotations
 
@@ -37,3 +39,10 @@ def _declared(route: APIRoute) -> frozenset[str]:
         names.update(field.alias for field in dependant.query_params)
         pending.extend(dependant.dependencies)
     return frozenset(names)
+
+
+def json_body(request: Request) -> None:
+    """415 unless the body is declared `application/json` (for endpoints that take a body)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise ProblemError(415, f"the body must be application/json, not {kind or 'unspecified'}")
