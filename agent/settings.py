@@ -285,7 +285,8 @@ class OpenSearchSettings(_Section):
     password_env: EnvVarName = "CASEPLAN_OPENSEARCH_PASSWORD"
     verify_certs: bool = True
     ca_certs: str | None = None
-    timeout_s: Seconds = Field(10, gt=0)
+    timeout_s: Seconds = Field(10, gt=0)  # index set-up and bulk writes (retried twice)
+    search_timeout_s: Seconds = Field(3, gt=0)  # one search, whole; the executor retries it
     pipeline: str = "caseplan-hybrid"
     native_hybrid: bool = True  # false: client-side fusion (clusters without the neural-search plugin)
     bulk_retries: int = Field(3, ge=0, le=10)
@@ -352,6 +353,9 @@ class Settings(_Section):
         for adapter, timeout in self.tools.timeouts_in_use().items():
             if timeout >= self.executor.step_timeout_s:
                 raise ValueError(f"the {adapter} adapter's timeout_s ({timeout}) must be below executor.step_timeout_s ({self.executor.step_timeout_s})")
+        search = self.knowledge.opensearch.search_timeout_s
+        if self.knowledge.backend == "opensearch" and search >= self.executor.step_timeout_s:
+            raise ValueError(f"knowledge.opensearch.search_timeout_s ({search}) must be below executor.step_timeout_s ({self.executor.step_timeout_s})")
         return self
 
     @property

@@ -88,6 +88,15 @@ def test_tool_contract_refuses_unknown_fields_huge_queries_and_bad_ranges(index)
         KnowledgeSearchInput(query="x" * 100_000)
     with pytest.raises(ValidationError, match="empty"):
         KnowledgeSearchInput(query="x", filters={"updated": {"gte": "2026-05-01", "lte": "2026-01-01"}})
+    for loose in ("5", 5.0, True):  # strict like every tool input: a coerced k is a different request
+        with pytest.raises(ValidationError, match="valid integer"):
+            KnowledgeSearchInput(query="x", k=loose)
+    with pytest.raises(ValidationError, match="valid date"):
+        KnowledgeSearchInput(query="x", filters={"updated": {"gte": 0}})  # not 1970-01-01
+    for bad, words in (({"updated": {"gte": "2026-13-01"}}, "'2026-13-01' is not an ISO date"), ({"product": 5}, "a filter value is a string, a list")):
+        with pytest.raises(ValidationError) as refused:
+            KnowledgeSearchInput(query="x", filters=bad)
+        assert refused.value.error_count() == 1 and words in str(refused.value)  # the cause, not three union branches
     args = KnowledgeSearchInput(query="backup code lost phone", filters={"updated": {"gte": "2026-06-01"}}, k=2)
     output = tool.invoke(args, ToolContext(run_id="r", step_id="s", idempotency_key="k"))
     assert [p.document_id for p in output.passages] == ["2fa"] and output.backend == "embedded"

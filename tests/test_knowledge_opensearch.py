@@ -17,8 +17,9 @@ from datetime import date
 import pytest
 from opensearchpy import OpenSearch
 
-from tests.knowledge_support import DOCS, CountingEmbedder
+from tests.knowledge_support import DOCS, CountingEmbedder, HashEmbedder
 from tools.contracts.knowledge import DateRange
+from tools.knowledge.documents import Document
 from tools.knowledge.opensearch import (
     OpenSearchIndex,
     bm25_query,
@@ -28,6 +29,7 @@ from tools.knowledge.opensearch import (
     knn_query,
     pipeline_body,
 )
+from tools.knowledge.opensearch_transport import BoundedHttpxConnection
 from tools.knowledge.ranking import RankingConfig
 
 OPENSEARCH_URL = os.environ.get("OPENSEARCH_URL")
@@ -38,8 +40,8 @@ real_cluster = pytest.mark.skipif(not OPENSEARCH_URL, reason="OPENSEARCH_URL is 
 def client(request) -> OpenSearch:
     if request.param == "osmem":
         clone = request.getfixturevalue("osmem_clone")
-        return OpenSearch(hosts=[clone.url], timeout=10)
-    return OpenSearch(hosts=[OPENSEARCH_URL], timeout=30, verify_certs=False)
+        return OpenSearch(hosts=[clone.url], timeout=10, connection_class=BoundedHttpxConnection)
+    return OpenSearch(hosts=[OPENSEARCH_URL], timeout=30, verify_certs=False, connection_class=BoundedHttpxConnection)
 
 
 @pytest.fixture
@@ -170,3 +172,21 @@ def test_index_body_and_filters():
     assert filter_clauses({}) == []
     with pytest.raises(ValueError, match="'updated'"):
         filter_clauses({"updated": "2026-01-01"})
+
+
+@pytest.mark.slow
+def test_reingest_reads_every_stored_record_past_one_page(client, monkeypatch, request):
+    """The stored-document records are scrolled page by page; one capped search (10,000) made
+    a large corpus re-embed its tail and never remove its deleted documents."""
+    monkeypatch.setattr("tools.knowledge.opensearch.SCAN_PAGE", 4)
+    name = f"caseplan-test-pages-{abs(hash(request.node.name)) % 10**8}"
+    backend = OpenSearchIndex(client, name, HashEmbedder())
+    try:
+        docs = [Document(id=f"d{i}", title=f"D{i}", text=f"Article number {i}.", source="kb") for i in range(11)]
+        assert len(backend.ingest(docs, source="kb").added) == 11
+        again = backend.ingest(docs, source="kb")
+        assert (again.unchanged, again.added, again.embedded_chunks) == (11, [], 0)
+        fewer = backend.ingest(docs[:3], source="kb")
+        assert fewer.removed == sorted(f"d{i}" for i in range(3, 11)) and fewer.chunks == 3
+    finally:
+        client.indices.delete(index=f"{name},{name}-documents", ignore_unavailable=True)

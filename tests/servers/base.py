@@ -155,7 +155,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client stopped reading: what a bounded client must do
 
-    do_GET = do_PUT = do_POST = do_DELETE = _serve  # noqa: N815 (http.server API)
+    do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _serve  # noqa: N815 (http.server API)
 
     def log_message(self, *args: object) -> None:
         pass

@@ -13,4 +13,10 @@ class IndexDamaged(KnowledgeIndexError):
 
 
 class ClusterError(KnowledgeIndexError):
-    """The OpenSearch cluster could not be reached or refused a request."""
+    """The OpenSearch cluster could not be reached, refused a request or answered with
+    something that is not a search response. `transient`: the same request may work later."""
+
+    def __init__(self, message: str, *, transient: bool, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.retry_after = retry_after

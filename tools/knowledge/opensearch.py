@@ -12,30 +12,70 @@ are fused here with the embedded backend's fusion code.
 Ingestion writes every chunk of a changed document with bulk requests (retried on 429 and
 connection errors) before it records the document's content hash, so an interrupted run is
 redone for that document on the next ingest instead of leaving it marked as current.
+
+Every response is read whole within its timeout and a size bound (`opensearch_transport`).
+A failing cluster is a `ClusterError`: transient (unreachable, too slow, 429 with its
+Retry-After, 502/503/504) or not, naming the cluster and its reason, never an opensearch-py
+traceback. Searches get their own short timeout and no transport retries: the executor retries
+a transient failure within the step's time. A cluster that refuses the `hybrid` query (no
+neural search, or older than 2.19, which lacks `pagination_depth`) is searched with
+client-side fusion from then on.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import structlog
 from opensearchpy import OpenSearch, helpers
-from opensearchpy.exceptions import NotFoundError, RequestError, TransportError
+from opensearchpy.exceptions import ConnectionError as ClusterConnectionError
+from opensearchpy.exceptions import NotFoundError, OpenSearchException, RequestError, SerializationError, TransportError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tools.contracts.knowledge import DateRange, FilterValue, Passage
 from tools.embeddings import Embedder
 from tools.knowledge.chunking import chunk_document, indexed_text
 from tools.knowledge.documents import Document
 from tools.knowledge.embedded import IngestReport
+from tools.knowledge.errors import ClusterError
 from tools.knowledge.filters import check_filters
 from tools.knowledge.fusion import fuse, ranks
+from tools.knowledge.opensearch_transport import BoundedHttpxConnection
 from tools.knowledge.ranking import MODES, RankingConfig, query_vector
 
 log = structlog.get_logger(__name__)
 BM25, DENSE = "bm25", "dense"
+TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
+SCAN_PAGE = 1000  # stored-document records read per scroll page
+
+
+# ---- what a search answers (validated: a cluster's odd answer is an error, not a crash) ----
+class _ChunkSource(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    document_id: str
+    title: str = ""
+    section: str = ""
+    passage: str
+    start: int
+    end: int
+
+
+class _Hit(BaseModel):
+    id: str = Field(alias="_id")
+    score: float | None = Field(None, alias="_score")
+    source: _ChunkSource = Field(alias="_source")
+
+
+class _HitList(BaseModel):
+    hits: list[_Hit]
+
+
+class _SearchResponse(BaseModel):
+    hits: _HitList
 
 
 # ---- request bodies (pure functions; contract-tested against the documented DSL) -------------
@@ -146,6 +186,7 @@ class OpenSearchIndex:
         embedder: Embedder,
         config: RankingConfig | None = None,
         *,
+        search_client: OpenSearch | None = None,
         pipeline: str = "caseplan-hybrid",
         native_hybrid: bool = True,
         chunk_tokens: int = 300,
@@ -153,6 +194,7 @@ class OpenSearchIndex:
         bulk_retries: int = 3,
     ) -> None:
         self.client = client
+        self.search_client = search_client or client  # searches: a short timeout, no transport retries
         self.index = index
         self.documents_index = f"{index}-documents"
         self.embedder = embedder
@@ -169,20 +211,25 @@ class OpenSearchIndex:
         os_settings = knowledge.opensearch
         password = os.environ.get(os_settings.password_env)
         auth = (os_settings.username, password or "") if os_settings.username else None
-        client = OpenSearch(
-            hosts=[os_settings.url],
-            http_auth=auth,
-            verify_certs=os_settings.verify_certs,
-            ca_certs=os_settings.ca_certs,
-            timeout=os_settings.timeout_s,
-            retry_on_timeout=True,
-            max_retries=2,
-        )
+
+        def client(timeout_s: float, retries: int) -> OpenSearch:
+            return OpenSearch(
+                hosts=[os_settings.url],
+                connection_class=BoundedHttpxConnection,
+                http_auth=auth,
+                verify_certs=os_settings.verify_certs,
+                ca_certs=os_settings.ca_certs,
+                timeout=timeout_s,
+                retry_on_timeout=retries > 0,
+                max_retries=retries,
+            )
+
         return cls(
-            client,
+            client(os_settings.timeout_s, 2),
             os_settings.index,
             embedder,
             config,
+            search_client=client(os_settings.search_timeout_s, 0),
             pipeline=os_settings.pipeline,
             native_hybrid=os_settings.native_hybrid,
             chunk_tokens=knowledge.chunk_tokens,
@@ -190,12 +237,36 @@ class OpenSearchIndex:
             bulk_retries=os_settings.bulk_retries,
         )
 
+    @property
+    def cluster(self) -> str:
+        """host:port of the cluster's nodes, for messages."""
+        return ", ".join(f"{h.get('host')}:{h.get('port')}{h.get('url_prefix', '')}" for h in self.client.transport.hosts) or "the cluster"
+
+    @contextmanager
+    def _calling(self, what: str) -> Iterator[None]:
+        """opensearch-py's failures as one ClusterError naming the cluster, the request and why."""
+        try:
+            yield
+        except ClusterConnectionError as exc:  # unreachable, TLS, too slow (ConnectionTimeout)
+            raise ClusterError(f"OpenSearch at {self.cluster}: {what}: cannot get an answer ({_reason(exc)})", transient=True) from None
+        except TransportError as exc:
+            status = exc.status_code
+            raise ClusterError(
+                f"OpenSearch at {self.cluster}: {what} refused ({status}: {_reason(exc)})",
+                transient=status in TRANSIENT_STATUSES,
+                retry_after=getattr(exc, "retry_after", None),
+            ) from None
+        except (SerializationError, OpenSearchException, UnicodeDecodeError) as exc:
+            raise ClusterError(f"OpenSearch at {self.cluster}: {what}: the answer is not JSON ({_reason(exc)})", transient=False) from None
+
     # ---- set-up ---------------------------------------------------------------------------
     def ensure_index(self) -> bool:
         """Create the chunk and document indices if missing; True when anything was created."""
         created = False
         for name, body in ((self.index, index_body(self.embedder.dim)), (self.documents_index, documents_index_body())):
-            if not self.client.indices.exists(index=name):
+            with self._calling(f"creating index {name}"):
+                if self.client.indices.exists(index=name):
+                    continue
                 try:
                     self.client.indices.create(index=name, body=body)
                     created = True
@@ -216,37 +287,57 @@ class OpenSearchIndex:
             wanted = pipeline_body(self.config, self.config.weights_for(windows))
             path = f"/_search/pipeline/{name}"
             try:
-                current = self.client.transport.perform_request("GET", path).get(name)
-            except NotFoundError:
-                current = None
-            except TransportError as exc:
-                log.warning("knowledge.opensearch_no_pipelines", error=str(exc.error))
+                with self._calling(f"reading search pipeline {name}"):
+                    try:
+                        current = self.client.transport.perform_request("GET", path).get(name)
+                    except NotFoundError:
+                        current = None
+            except ClusterError as exc:
+                if exc.transient:  # down or overloaded, not lacking the feature: say so
+                    raise
+
+                log.warning("knowledge.opensearch_no_pipelines", error=str(exc))
                 self.native_hybrid = False
                 return False
             if current is not None and current.get("phase_results_processors") == wanted["phase_results_processors"]:
                 continue
             try:
-                self.client.transport.perform_request("PUT", path, body=wanted)
-            except TransportError as exc:
-                log.warning("knowledge.opensearch_pipeline_refused", error=str(exc.error))
+                with self._calling(f"creating search pipeline {name}"):
+                    self.client.transport.perform_request("PUT", path, body=wanted)
+            except ClusterError as exc:
+                if exc.transient:
+                    raise
+                log.warning("knowledge.opensearch_pipeline_refused", error=str(exc))
                 self.native_hybrid = False
                 return False
         return True
 
     # ---- ingestion ------------------------------------------------------------------------
     def _stored(self) -> dict[str, dict[str, Any]]:
+        """Every stored document's record, all pages of them (a scroll, not one capped search)."""
         self.ensure_index()
-        response = self.client.search(index=self.documents_index, body={"size": 10000, "query": {"match_all": {}}})
-        return {hit["_id"]: hit["_source"] for hit in response["hits"]["hits"]}
+        with self._calling(f"reading {self.documents_index}"):
+            hits = helpers.scan(self.client, index=self.documents_index, query={"query": {"match_all": {}}}, size=SCAN_PAGE)
+            stored = {hit["_id"]: hit["_source"] for hit in hits}
+        if any(not isinstance(record, dict) for record in stored.values()):
+            raise ClusterError(f"OpenSearch at {self.cluster}: {self.documents_index} holds records without a _source", transient=False)
+        return stored
 
     def _bulk(self, actions: list[dict[str, Any]]) -> None:
         if not actions:
             return
-        for ok, item in helpers.streaming_bulk(
-            self.client, actions, max_retries=self.bulk_retries, initial_backoff=0.5, raise_on_error=False, raise_on_exception=True
-        ):
-            if not ok:
-                raise RuntimeError(f"bulk write to {self.index} failed: {item}")
+        with self._calling(f"bulk write to {actions[0]['_index']}"):
+            for ok, item in helpers.streaming_bulk(
+                self.client, actions, max_retries=self.bulk_retries, initial_backoff=0.5, raise_on_error=False, raise_on_exception=True
+            ):
+                if not ok:
+                    [(operation, detail)] = item.items()
+                    reason = detail.get("error", {}).get("reason") if isinstance(detail.get("error"), dict) else detail.get("error")
+                    raise ClusterError(
+                        f"OpenSearch at {self.cluster}: {operation} of {detail.get('_id')} in {detail.get('_index')} refused "
+                        f"({detail.get('status')}: {str(reason)[:200]}); documents before it are stored, run the ingest again",
+                        transient=detail.get("status") in TRANSIENT_STATUSES,
+                    )
 
     def ingest(self, documents: Sequence[Document], source: str | None = None, progress: Callable[[int, int], None] | None = None) -> IngestReport:
         stored = self._stored()
@@ -275,8 +366,9 @@ class OpenSearchIndex:
                 self._bulk([{"_op_type": "delete", "_index": self.index, "_id": f"{doc_id}:{n}"} for n in range(count)])
                 self._bulk([{"_op_type": "delete", "_index": self.documents_index, "_id": doc_id}])
             report.removed = sorted(gone)
-        self.client.indices.refresh(index=f"{self.index},{self.documents_index}")
-        report.chunks = int(self.client.count(index=self.index)["count"])
+        with self._calling("refreshing the indices"):
+            self.client.indices.refresh(index=f"{self.index},{self.documents_index}")
+        report.chunks = self.count()
         return report
 
     def _chunk_action(self, document: Document, chunk: Any, vector: np.ndarray) -> dict[str, Any]:
@@ -301,7 +393,8 @@ class OpenSearchIndex:
         }
 
     def count(self) -> int:
-        return int(self.client.count(index=self.index)["count"]) if self.client.indices.exists(index=self.index) else 0
+        with self._calling(f"counting {self.index}"):
+            return int(self.client.count(index=self.index)["count"]) if self.client.indices.exists(index=self.index) else 0
 
     # ---- search ---------------------------------------------------------------------------
     def search(self, query: str, filters: dict[str, FilterValue], k: int, mode: str = "hybrid") -> list[Passage]:
@@ -313,15 +406,22 @@ class OpenSearchIndex:
         tie = self.config.window_tie_breaker
         if mode == BM25:
             hits = self._hits({"size": k, "query": bm25_query(windows, filters, tie)})
-            return [self._passage(hit, hit["_score"], {BM25: rank}) for rank, hit in enumerate(hits, start=1)]
+            return [self._passage(hit, hit.score, {BM25: rank}) for rank, hit in enumerate(hits, start=1)]
         vector = query_vector(windows, self.embedder)
         if mode == DENSE:
             hits = self._hits({"size": k, "query": knn_query(vector, filters, candidates)})
-            return [self._passage(hit, hit["_score"], {DENSE: rank}) for rank, hit in enumerate(hits, start=1)]
+            return [self._passage(hit, hit.score, {DENSE: rank}) for rank, hit in enumerate(hits, start=1)]
         if self.native_hybrid:
             body = hybrid_body(windows, vector, filters, k, candidates, tie)
-            hits = self._hits(body, params={"search_pipeline": self.pipeline_for(len(windows))})
-            return [self._passage(hit, hit["_score"], {}) for hit in hits]  # sub-ranks are not reported by the pipeline
+            try:
+                hits = self._hits(body, params={"search_pipeline": self.pipeline_for(len(windows))})
+            except ClusterError as exc:
+                if exc.transient or "(400:" not in str(exc):
+                    raise
+                log.warning("knowledge.opensearch_hybrid_refused", error=str(exc))  # no neural search, or before 2.19
+                self.native_hybrid = False
+            else:
+                return [self._passage(hit, hit.score, {}) for hit in hits]  # sub-ranks are not reported by the pipeline
         return self._client_side_hybrid(windows, vector, filters, k, candidates)
 
     def _client_side_hybrid(self, windows: list[str], vector: np.ndarray, filters: dict[str, FilterValue], k: int, candidates: int) -> list[Passage]:
@@ -330,35 +430,52 @@ class OpenSearchIndex:
             BM25: self._hits({"size": candidates, "query": bm25_query(windows, filters, self.config.window_tie_breaker)}),
             DENSE: self._hits({"size": candidates, "query": knn_query(vector, filters, candidates)}),
         }
-        ids = sorted({hit["_id"] for hits in lists.values() for hit in hits})
+        ids = sorted({hit.id for hits in lists.values() for hit in hits})
         position = {doc_id: i for i, doc_id in enumerate(ids)}
-        by_id = {hit["_id"]: hit for hits in lists.values() for hit in hits}
+        by_id = {hit.id: hit for hits in lists.values() for hit in hits}
         scores = {}
         for name, hits in lists.items():
             column = np.full(len(ids), np.nan)
             for hit in hits:
-                column[position[hit["_id"]]] = hit["_score"]
+                column[position[hit.id]] = np.nan if hit.score is None else hit.score
             scores[name] = column
         fused = fuse(self.config.fusion, scores, self.config.weights_for(len(windows)), self.config.rrf_k) if ids else np.zeros(0)
         sub_ranks = {name: ranks(column) for name, column in scores.items()}
         order = np.argsort(-fused, kind="stable")[:k]
         return [self._passage(by_id[ids[i]], float(fused[i]), {name: int(r[i]) or None for name, r in sub_ranks.items()}) for i in order]
 
-    def _hits(self, body: dict[str, Any], params: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    def _hits(self, body: dict[str, Any], params: dict[str, str] | None = None) -> list[_Hit]:
         body.setdefault("_source", {"excludes": ["embedding"]})
-        return self.client.search(index=self.index, body=body, params=params or {})["hits"]["hits"]
+        with self._calling(f"search in {self.index}"):
+            answer = self.search_client.search(index=self.index, body=body, params=params or {})
+        try:
+            return _SearchResponse.model_validate(answer).hits.hits
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ClusterError(f"OpenSearch at {self.cluster}: the search answer is not a search response ({where}: {first['msg']})", transient=False) from None
 
     @staticmethod
-    def _passage(hit: dict[str, Any], score: float, sub_ranks: dict[str, int | None]) -> Passage:
-        src = hit["_source"]
+    def _passage(hit: _Hit, score: float | None, sub_ranks: dict[str, int | None]) -> Passage:
+        src = hit.source
         return Passage(
-            citation_id=f"{src['document_id']}#{src['start']}-{src['end']}",
-            document_id=src["document_id"],
-            title=src["title"],
-            section=src["section"],
-            text=src["passage"],
-            start=src["start"],
-            end=src["end"],
-            score=round(float(score), 6),
+            citation_id=f"{src.document_id}#{src.start}-{src.end}",
+            document_id=src.document_id,
+            title=src.title,
+            section=src.section,
+            text=src.passage,
+            start=src.start,
+            end=src.end,
+            score=round(float(score or 0.0), 6),
             ranks=sub_ranks,
         )
+
+
+def _reason(exc: Exception) -> str:
+    """opensearch-py's error in one short line: the cluster's error type or text, not a dump."""
+    error = getattr(exc, "error", None)
+    info = getattr(exc, "info", None)
+    if isinstance(info, dict) and isinstance(info.get("error"), dict) and info["error"].get("reason"):
+        error = info["error"]["reason"]
+    text = " ".join(str(error if error not in (None, "N/A") else (info if isinstance(info, str | Exception) else exc)).split())
+    return text[:200] or type(exc).__name__

@@ -6,6 +6,7 @@ from typing import Protocol
 
 from tools.base import Tool, ToolContext, ToolError
 from tools.contracts.knowledge import FilterValue, KnowledgeSearchInput, KnowledgeSearchOutput, Passage
+from tools.knowledge.errors import ClusterError
 
 
 class SearchBackend(Protocol):
@@ -29,6 +30,8 @@ class KnowledgeSearch(Tool[KnowledgeSearchInput, KnowledgeSearchOutput]):
     def invoke(self, args: KnowledgeSearchInput, ctx: ToolContext) -> KnowledgeSearchOutput:
         try:
             passages = self.backend.search(args.query, dict(args.filters), args.k)
+        except ClusterError as exc:  # the cluster's trouble, not the query's
+            raise ToolError("transient" if exc.transient else "permanent", str(exc), status_code=502, retry_after=exc.retry_after) from exc
         except ValueError as exc:
             raise ToolError("permanent", str(exc), status_code=400) from exc
         return KnowledgeSearchOutput(passages=passages, backend=self.backend.backend_name)
