@@ -245,7 +245,7 @@ def load_run(source: AuditSource, run_id: str) -> RecordedRun:
 
 def _check(source: AuditSource, run: RecordedRun, require_signed: bool) -> VerifyReport:
     base = VerifyReport(run_id=run.id, status="verified", record_version=run.record_version, chain=run.chain, events=len(run.events))
-    if not run.finished:
+    if run.in_progress:
         return base.model_copy(update={"status": "in_progress", "message": str(RunInProgress(run.id, run.status))})
     try:
         findings = check_run(run, source.protection.keyring.signer_for, require_signed)
@@ -268,7 +268,7 @@ def report_run(source: AuditSource, run_id: str) -> VerifyReport:
 
 
 def verify_recorded(source: AuditSource, run: RecordedRun, require_signed: bool | None = None) -> VerifyReport:
-    if not run.finished:
+    if run.in_progress:
         raise RunInProgress(run.id, run.status)
     report = _check(source, run, _required(source, require_signed))
     if report.status == "unverifiable":

@@ -32,6 +32,7 @@ SUPPORTED_RECORD_VERSIONS = (1, 2)
 PLAIN_CHAIN = "sha256"
 HMAC_CHAIN = "hmac-sha256"
 FINISHED_STATUSES = ("completed", "escalated", "failed")
+UNFINISHED_STATUSES = ("received", "running", "waiting_approval")
 
 
 class RecordError(ValueError):
@@ -158,8 +159,11 @@ class RecordedRun(BaseModel):
     events: list[RecordedEvent] = []
 
     @property
-    def finished(self) -> bool:
-        return self.status in FINISHED_STATUSES
+    def in_progress(self) -> bool:
+        """Still going: an unfinished status and no seal. A sealed run whose status says it is
+        still going, or a status caseplan never writes, is checked (and found changed), never
+        skipped as in progress."""
+        return self.status in UNFINISHED_STATUSES and self.root_hash is None
 
 
 def run_outcome(run_id: str, fields: dict[str, Any], last_seq: int, record_version: int, chain: str) -> dict[str, Any]:
@@ -168,7 +172,7 @@ def run_outcome(run_id: str, fields: dict[str, Any], last_seq: int, record_versi
     return {"run": run_id, "events": last_seq, "record_version": record_version, "chain": chain} | {k: fields.get(k) for k in keys}
 
 
-Problem = Literal["unreadable", "missing_event", "broken_link", "hash_mismatch", "root_mismatch", "no_root", "unsigned"]
+Problem = Literal["unreadable", "missing_event", "broken_link", "hash_mismatch", "root_mismatch", "no_root", "unsigned", "bad_status"]
 
 
 class Finding(BaseModel):
@@ -205,13 +209,20 @@ def check_run(run: RecordedRun, signer_for: Callable[[str, str], Signer], requir
             )
         )
 
+    if run.status in UNFINISHED_STATUSES:
+        found("bad_status", f"is sealed, yet its status says {run.status!r}: the status was changed after the run finished")
+    elif run.status not in FINISHED_STATUSES:
+        found("bad_status", f"has status {run.status[:40]!r}, which caseplan never writes")
     if require_signed and (legacy or run.chain == PLAIN_CHAIN):
         found("unsigned", "is not HMAC-signed, and signatures are required (a plain chain can be recomputed by anyone with write access)")
     previous, expected = GENESIS_HASH, 1
     for event in run.events:
         if event.seq != expected:
-            missing = f"event {expected}" if event.seq == expected + 1 else f"events {expected}-{event.seq - 1}"
-            found("missing_event", f"{missing} missing before it (deleted?)", event)
+            if event.seq < expected:
+                found("missing_event", f"is out of order ({expected} was due): inserted or renumbered?", event)
+            else:
+                missing = f"event {expected}" if event.seq == expected + 1 else f"events {expected}-{event.seq - 1}"
+                found("missing_event", f"{missing} missing before it (deleted?)", event)
         if event.prev_hash != previous:
             found("broken_link", "does not link to the event before it (events reordered, inserted or deleted)", event)
         if event.payload_error is not None:

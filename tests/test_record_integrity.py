@@ -176,6 +176,18 @@ def test_unknown_and_unfinished_runs_get_exit_2(runtime, settings):
     assert everything.exit_code == 0 and "1 in progress" in everything.stdout
 
 
+@pytest.mark.parametrize("status", ["running", "waiting_approval", "bogus"])
+def test_a_sealed_run_passed_off_as_in_progress_is_tampering_not_a_skip(recorded, status):
+    """Setting the status back hid an edit: verify --all and replay --all skipped the run, exit 0."""
+    runtime, env, reset, _ = recorded
+    execute(runtime.engine, "UPDATE run SET status = :s WHERE id = :r", s=status, r=reset)
+    everything = invoke(env, "audit", "verify", "--all")
+    assert everything.exit_code == 1 and "0 in progress" in everything.stdout, everything.stdout
+    assert f"run {reset}: " in everything.stdout and "status" in everything.stdout
+    replayed = invoke(env, "replay", "--all")
+    assert replayed.exit_code == 1 and reset in replayed.stdout, replayed.stdout
+
+
 def test_export_verifies_offline_and_damage_to_the_file_is_found(recorded, tmp_path):
     runtime, env, reset, status = recorded
     exported = tmp_path / "runs.jsonl"

@@ -212,7 +212,7 @@ def export(
 def _write_export(source: AuditSource, ids: list[str], out: IO[str]) -> int:
     count = 0
     for run in export_runs(source, ids):
-        if not run.finished:
+        if run.in_progress:
             typer.echo(f"note: run {run.id} is still in progress ({run.status}); exported without a root hash", err=True)
         out.write(run.model_dump_json() + "\n")
         count += 1
