@@ -23,7 +23,7 @@ from agent.settings import REPO_ROOT, ExampleSetSettings
 from plans.catalogue import Catalogue
 from plans.models import canonical_json
 from tools.embeddings import Embedder
-from tools.safe_parse import load_yaml, yaml_error_text
+from tools.safe_parse import load_yaml, read_text_file, yaml_error_text
 
 log = structlog.get_logger(__name__)
 
@@ -61,7 +61,7 @@ def resolve(path: str, base: Path) -> Path:
 
 def load_mapping(path: Path) -> IntentMapping:
     try:
-        data = load_yaml(path.read_text(encoding="utf-8"))
+        data = load_yaml(read_text_file(path))
         return IntentMapping.model_validate(data)
     except OSError as exc:
         raise BankError(f"{path}: cannot read intent mapping ({exc.strerror})") from exc

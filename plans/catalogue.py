@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from plans.models import Template, canonical_json
 from plans.validator import Problem, validate_template
 from tools.registry import ToolRegistry
-from tools.safe_parse import load_yaml, yaml_error_text
+from tools.safe_parse import load_yaml, read_text_file, yaml_error_text
 
 PACKAGED_TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -38,7 +38,7 @@ def load_template_file(path: Path) -> Template:
     """Parse one template file; errors name the file and the field."""
     source = str(path)
     try:
-        data = load_yaml(path.read_text(encoding="utf-8"))
+        data = load_yaml(read_text_file(path))
     except UnicodeDecodeError:
         raise CatalogueError([Problem(source, None, "not UTF-8 text")]) from None
     except OSError as exc:

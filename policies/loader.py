@@ -30,7 +30,7 @@ from policies.models import (
     Topic,
 )
 from tools.registry import ToolRegistry
-from tools.safe_parse import compose_yaml, load_yaml
+from tools.safe_parse import compose_yaml, load_yaml, read_text_file
 
 PACKAGED_POLICY = Path(__file__).resolve().parent / "default.yaml"
 Loc = tuple[str | int, ...]
@@ -87,7 +87,7 @@ def _field(loc: Loc) -> str:
 def _read(path: Path) -> tuple[Any, yaml.Node | None]:
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_file(path)
     except UnicodeDecodeError:
         raise PolicyError([PolicyProblem(source, None, "", "not UTF-8 text")]) from None
     except OSError as exc:

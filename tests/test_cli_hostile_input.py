@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
+from tests.liveness import finishes
 from tests.record_support import TICKETS, cli_env, invoke
 
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nproduct: *b\n"
@@ -77,9 +80,62 @@ def test_ticket_files_that_break_parsers(settings, tmp_path, content, words):
     _one_error(invoke(cli_env(settings), "run", "--file", str(path)), *words)
 
 
-def test_a_ticket_file_is_not_read_past_its_size_limit(runtime, settings):
-    _one_error(invoke(cli_env(settings), "run", "--file", "/dev/zero"), "larger than", "at most 20,000 characters")
-    _one_error(invoke(cli_env(settings), "audit", "verify", "--file", "/dev/zero"), "line 1 is longer than")
+def test_a_ticket_file_is_not_read_past_its_size_limit(runtime, settings, tmp_path):
+    big = tmp_path / "big.json"
+    big.write_text('{"text": "' + "x" * 200_000 + '"}')
+    _one_error(invoke(cli_env(settings), "run", "--file", str(big)), "larger than", "at most 20,000 characters")
+
+
+# Every command that reads a file a user names, given a pipe nobody writes to (the open would
+# block for ever) or a device that never ends (/dev/zero: memory): one error line, at once.
+NOT_REGULAR = [
+    (["run", "--file", "{path}"], "not a regular file"),
+    (["audit", "verify", "--file", "{path}"], "not a regular file"),
+    (["plans", "validate", "{path}"], "not a regular file"),
+    (["policies", "validate", "{path}"], "not a regular file"),
+    (["--config", "{path}", "plans", "list"], "not a regular file"),
+    (["eval", "run", "{path}"], "not a regular file"),
+    (["eval", "run", "{cases}", "--compare", "{path}"], "not a regular file"),
+    (["eval", "harvest", "--since", "2020-01-01", "--out", "{path}"], "not a regular file"),
+    (["audit", "export", "-o", "{path}"], "not a regular file"),
+]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+@pytest.mark.parametrize(("args", "words"), NOT_REGULAR, ids=[" ".join(a[:2]) + (" " + a[2] if a[2].startswith("-") else "") for a, _ in NOT_REGULAR])
+def test_pipes_and_devices_are_refused_not_read(runtime, settings, tmp_path, kind, args, words):
+    path = tmp_path / "input.jsonl"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text('{"id": "c1", "ticket": {"text": "Any update on ticket 1002?"}, "expect": {"template": "ticket_status"}}\n')
+    filled = [arg.format(path=path, cases=cases) for arg in args]
+    try:
+        result = finishes(lambda: invoke(cli_env(settings), *filled))
+        _one_error(result, words)
+        assert path.is_fifo() if kind == "fifo" else path.is_symlink()  # not replaced by a file either
+    finally:
+        if kind == "fifo":
+            _release_reader(path)
+
+
+def _release_reader(fifo: Path) -> None:
+    """If a broken command is stuck opening the pipe, open its other end so it can finish."""
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:
+        pass  # nobody is reading: nothing is stuck
+
+
+def test_an_export_keeps_the_permissions_of_the_file_it_replaces(runner, settings, tmp_path):
+    runner.submit(TICKETS[1])
+    target = tmp_path / "shared.jsonl"
+    target.write_text("earlier\n")
+    target.chmod(0o644)
+    assert invoke(cli_env(settings), "audit", "export", "-o", str(target)).exit_code == 0
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644 and "earlier" not in target.read_text()
 
 
 def test_hostile_yaml_in_templates_policies_and_config(settings, tmp_path):

@@ -209,3 +209,27 @@ def test_yaml_case_files_and_the_examples_in_the_docs_are_valid(tmp_path: Path) 
     for name in ("doc.jsonl", "doc.csv"):
         loaded = load_case_file(tmp_path / name, TEMPLATES, TOOLS)
         assert len(loaded.cases) == 1 and not loaded.invalid, loaded.invalid
+
+
+def test_harvest_appends_under_an_exclusive_lock(tmp_path):
+    """Two harvests at once read the ids and append one after the other, so no case is written twice."""
+    import threading
+
+    from agent.evals.cases import exclusive
+
+    target, order = tmp_path / "h.jsonl", []
+    with exclusive(target):
+        waiting = threading.Thread(target=lambda: _hold(target, order))
+        waiting.start()
+        waiting.join(0.5)
+        assert waiting.is_alive() and order == []  # the second waits for the first
+        order.append("first")
+    waiting.join(5)
+    assert order == ["first", "second"]
+
+
+def _hold(target, order) -> None:  # noqa: ANN001
+    from agent.evals.cases import exclusive
+
+    with exclusive(target):
+        order.append("second")

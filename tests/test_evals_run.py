@@ -158,6 +158,12 @@ def test_a_resolved_demo_escalation_becomes_a_case_that_passes(tmp_path: Path, r
     assert report["cases"][0]["pass_rate"] == 1.0 and report["metrics"]["escalation_recall"] == 1.0
     later = _invoke(["eval", "harvest", "--since", "2999-01-01", "--out", str(tmp_path / "h2.jsonl")], data, **database_env)
     assert "harvested 0 new case(s)" in later.output
+    edited = tmp_path / "edited.jsonl"  # a hand-edited file whose last line has no newline
+    edited.write_text('{"id": "mine", "ticket": {"text": "hi"}, "expect": {"template": "escalate"}}')
+    for _ in range(2):
+        assert _invoke(["eval", "harvest", "--since", today, "--out", str(edited)], data, **database_env).exit_code == 0
+    rows = [json.loads(line) for line in edited.read_text().splitlines()]  # every line still a case
+    assert [row["id"] for row in rows] == ["mine", case["id"]]  # and the second harvest knew the first's
 
 
 def test_a_rejected_approval_with_a_recorded_outcome_is_harvested(tmp_path: Path, embedder, local_model, database_env: dict[str, str]) -> None:

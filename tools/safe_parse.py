@@ -9,7 +9,9 @@ existing handler turns it into a one-line message naming the file.
 
 from __future__ import annotations
 
+import errno
 import json
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,9 +66,32 @@ def load_json(text: str) -> Any:  # noqa: ANN401 (any JSON document)
         raise json.JSONDecodeError("a number has too many digits", text, 0) from None
 
 
+MAX_TEXT_FILE_BYTES = 16 * 1024 * 1024  # templates, policies, configs, case files, reports
+
+
+def _regular(path: Path) -> None:
+    """OSError unless `path` is a regular file: a FIFO blocks the open or read, a device such as
+    /dev/zero never ends. The OSError carries the reason as `strerror`, like any unreadable file."""
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise OSError(errno.EINVAL, "not a regular file (a pipe, device or socket is not read)", str(path))
+
+
+def read_text_file(path: Path, max_bytes: int = MAX_TEXT_FILE_BYTES) -> str:
+    """A user-named file's UTF-8 text, read only if it is a regular file of at most `max_bytes`.
+    Too large or not regular: OSError (its `strerror` says which); not UTF-8: UnicodeDecodeError,
+    so callers' existing handlers for unreadable and undecodable files cover every case."""
+    try:
+        data = read_bounded(path, max_bytes)
+    except ValueError as exc:
+        raise OSError(errno.EFBIG, str(exc), str(path)) from None
+    return data.decode("utf-8")
+
+
 def read_bounded(path: Path, max_bytes: int) -> bytes:
-    """The whole file when it holds at most `max_bytes`; ValueError, without reading the rest,
-    when it holds more. Messages leave the path to the caller, which names it its own way."""
+    """The whole file when it is a regular file of at most `max_bytes`; ValueError, without
+    reading the rest, when it holds more (OSError when it is not a regular file). Messages leave
+    the path to the caller, which names it its own way."""
+    _regular(path)
     with path.open("rb") as handle:
         data = handle.read(max_bytes + 1)
     if len(data) > max_bytes:
@@ -77,7 +102,9 @@ def read_bounded(path: Path, max_bytes: int) -> bytes:
 def line_items(path: Path, max_line_bytes: int) -> Iterator[tuple[int, str | ValueError]]:
     """Each line's number and its UTF-8 text, or the ValueError that keeps it out (longer than
     `max_line_bytes`, read past in bounded pieces if the caller reads on, or not UTF-8); the lines after a bad one still
-    come. Messages name the line, not the path: the caller names it."""
+    come. Messages name the line, not the path: the caller names it. OSError for a file that is
+    not regular (a pipe or device)."""
+    _regular(path)
     with path.open("rb") as handle:
         number = 0
         while raw := handle.readline(max_line_bytes + 1):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -106,6 +107,8 @@ def output_file(path: Path, settings: Settings) -> Path:
         fail(f"{path} is where caseplan keeps its own data; write somewhere else")
     if target.is_dir():
         fail(f"{path} is a folder; give a file name")
+    if path.exists() and not path.is_file():  # /dev/null, /dev/stdout, a FIFO: replacing them would break them
+        fail(f"{path} is not a regular file (a device, pipe or socket); give a file name")
     if not target.parent.is_dir():
         fail(f"{path}: the folder {target.parent} does not exist")
     return target
@@ -126,11 +129,17 @@ def output_folder(path: Path) -> Path:
 @contextmanager
 def atomic_write(path: Path) -> Iterator[IO[str]]:
     """Write to a temporary file beside `path` and move it into place only when the block
-    succeeds: a failed or interrupted export leaves the earlier file as it was."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    succeeds: a failed or interrupted export leaves the earlier file as it was. A file replaced
+    keeps its permissions; a new one is readable by its owner only."""
+    try:
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        fail(f"{path}: cannot write in {path.parent} ({exc.strerror or exc})")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             yield out
+        if path.exists():
+            os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -13,7 +13,7 @@ import typer
 from agent.audit import parse_since
 from agent.cli.common import FOUND_PROBLEMS, echo_json, fail, output_file, output_folder, state, with_errors
 from agent.cli.eval_group import app
-from agent.evals.cases import CaseFileError, write_cases_jsonl
+from agent.evals.cases import CaseFileError, exclusive, write_cases_jsonl
 from agent.evals.harvest import existing_ids, harvest
 from agent.evals.metrics import summarise
 from agent.evals.outcomes import OutcomeError, record_outcome
@@ -163,8 +163,9 @@ def harvest_cmd(
     ensure_schema(engine, upgrade=settings.record.auto_migrate)
     target = output_file(out, settings) if out else (Path(settings.evals.harvest_file) if settings.evals.harvest_file else settings.evals_path / "harvested.jsonl")
     try:
-        found = harvest(engine, parse_since(since), existing_ids(target))
-        written = write_cases_jsonl(target, found.cases)
+        with exclusive(target):  # read the ids and append under one lock: two harvests write each case once
+            found = harvest(engine, parse_since(since), existing_ids(target))
+            written = write_cases_jsonl(target, found.cases)
     except EVAL_ERRORS as exc:
         fail(str(exc))
     typer.echo(f"harvested {written} new case(s) into {target}; {found.duplicates} duplicate(s) skipped")

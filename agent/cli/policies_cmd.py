@@ -25,7 +25,7 @@ def validate(ctx: typer.Context, paths: list[Path] = typer.Argument(None, help="
     targets = paths if paths else [Path(p) for p in settings.policies.files]
     missing = [str(p) for p in targets if not p.is_file()]
     if missing:
-        fail(f"no such policy file: {', '.join(missing)}")
+        fail(f"no such policy file, or not a regular file: {', '.join(missing)}")
     registry = registry_from_settings(settings)
     catalogue = load_catalogue([Path(p) for p in settings.catalogue.paths], registry)
     try:

@@ -7,8 +7,11 @@ that row invalid (with its line and the reason) and the valid rows still run.
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agent.evals.criteria import CRITERIA, criterion_name
 from agent.tickets import Ticket
 from tools.contracts.escalation import EscalationReason
-from tools.safe_parse import load_json, load_yaml, yaml_error_text
+from tools.safe_parse import load_json, load_yaml, read_text_file, yaml_error_text
 
 CSV_REQUIRED = ("id", "text")
 CSV_COLUMNS = (
@@ -129,7 +132,7 @@ def csv_row_to_case(row: dict[str, str]) -> dict[str, Any]:
 def _raw_rows(path: Path) -> list[tuple[str, Any]]:
     """(where, raw mapping or parse error) for each row of the file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_file(path)
     except UnicodeDecodeError:
         raise CaseFileError(f"{path}: not UTF-8 text") from None
     except OSError as exc:
@@ -220,11 +223,29 @@ def load_case_file(path: Path, templates: Iterable[str], tools: Iterable[str], m
 
 
 def write_cases_jsonl(path: Path, cases: Iterable[EvalCase]) -> int:
-    """Append cases as JSONL rows; returns how many were written."""
+    """Append cases as JSONL rows; returns how many were written. A file whose last line has no
+    newline (edited by hand) gets one first, so its last case and the first new one stay two rows."""
     path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
-    with path.open("a", encoding="utf-8") as handle:
+    with path.open("ab+") as handle:
+        if handle.seek(0, os.SEEK_END) > 0:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                handle.write(b"\n")
         for case in cases:
-            handle.write(case.model_dump_json(exclude_defaults=True) + "\n")
+            handle.write((case.model_dump_json(exclude_defaults=True) + "\n").encode())
             count += 1
     return count
+
+
+@contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if missing) while a command reads it and appends
+    to it, so two at once do not both append the same cases."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -25,7 +25,9 @@ from agent.record import Approval, Run
 from plans.models import canonical_json
 from policies.pii import PII_KINDS, mask_data
 from tools.escalation import Escalation
-from tools.safe_parse import load_json
+from tools.safe_parse import line_items, load_json
+
+MAX_CASE_LINE_BYTES = 1024 * 1024  # one case per line; a ticket is at most a few tens of KB
 
 _EMAIL_PLACEHOLDER = re.compile(r"\[email:([0-9a-f]{8})\]")
 _TICKET_FIELDS = ("text", "subject", "requester_email", "tags", "customer_tier", "channel")
@@ -65,18 +67,24 @@ def _case(run: Run, outcome: EvalOutcome, origin: str) -> EvalCase:
 
 
 def existing_ids(path: Path) -> set[str]:
+    """The case ids already in `path`, read line by line. A text line that is not a case is
+    passed over (it holds no id to avoid); bytes that are not UTF-8 text, or a line too long for
+    a case, mean this is not a cases file, and nothing is appended to it."""
     if not path.exists():
         return set()
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CaseFileError(f"{path}: cannot read it as a JSONL file of cases ({getattr(exc, 'strerror', None) or exc})") from None
     ids = set()
-    for line in lines:
-        try:
-            ids.add(load_json(line)["id"])
-        except (json.JSONDecodeError, KeyError, TypeError):
-            continue
+    try:
+        for _, line in line_items(path, MAX_CASE_LINE_BYTES):
+            if isinstance(line, ValueError):
+                raise CaseFileError(f"{path}: cannot read it as a JSONL file of cases ({line})")
+            try:
+                found = load_json(line)["id"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+            if isinstance(found, str):
+                ids.add(found)
+    except OSError as exc:
+        raise CaseFileError(f"{path}: cannot read it as a JSONL file of cases ({exc.strerror or exc})") from None
     return ids
 
 

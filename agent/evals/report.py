@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from agent.evals.cases import InvalidRow
 from agent.evals.metrics import CaseSummary, Metrics
 from agent.evals.runner import CaseRun
+from tools.safe_parse import read_text_file
 
 # Headline numbers where higher is better; a drop beyond the tolerance is a regression.
 GATED_METRICS = (
@@ -66,9 +67,11 @@ def now_stamp() -> str:
 
 def load_report(path: Path) -> Report:
     try:
-        return Report.model_validate_json(path.read_bytes())
+        return Report.model_validate_json(read_text_file(path))
     except OSError as exc:
         raise ReportError(f"{path}: cannot read the baseline report ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ReportError(f"{path}: the baseline report is not UTF-8 text") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "report"

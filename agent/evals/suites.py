@@ -21,7 +21,7 @@ from agent.evals.cases import CaseFileError, LoadedCases, load_case_file, parse_
 from agent.example_bank import BankError, load_mapping
 from agent.settings import REPO_ROOT, Settings
 from plans.catalogue import Catalogue
-from tools.safe_parse import load_yaml, yaml_error_text
+from tools.safe_parse import load_yaml, read_text_file, yaml_error_text
 
 BITEXT_TEMPLATES = REPO_ROOT / "configs" / "bitext_templates.yaml"
 TAU2_TOOLS = REPO_ROOT / "configs" / "tau2_tools.yaml"
@@ -52,7 +52,7 @@ def _need(path: Path, what: str) -> Path:
 
 def _read_mapping(path: Path, what: str) -> dict[str, Any]:
     try:
-        data = load_yaml(path.read_text(encoding="utf-8"))
+        data = load_yaml(read_text_file(path))
     except yaml.YAMLError as exc:
         raise SuiteError(f"{path}: cannot read the {what} ({yaml_error_text(exc)})") from None
     except (OSError, UnicodeDecodeError) as exc:
