@@ -158,9 +158,11 @@ def parse_since(text: str) -> datetime:
     """An ISO date or date-time; naive means UTC."""
     try:
         when = datetime.fromisoformat(text.strip())
+        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
     except ValueError:
-        raise RecordError(f"--since {text!r} is not an ISO date or date-time (e.g. 2026-11-25 or 2026-11-25T09:00)") from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+        raise RecordError(f"--since {text[:60]!r} is not an ISO date or date-time (e.g. 2026-11-25 or 2026-11-25T09:00)") from None
+    except OverflowError:  # 0001-01-01 with a positive offset is before the first UTC instant
+        raise RecordError(f"--since {text[:60]!r} is outside the dates a record can hold") from None
 
 
 def _runs_query(query: RunQuery) -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlmodel import create_engine
 
 
@@ -31,6 +31,9 @@ def make_engine(url: str) -> Engine:
 # The database cannot be used right now (unreachable, refusing connections, locked, read-only
 # file): SQLAlchemy's wrapper, and sqlite3's own for what opens SQLite directly (checkpoints).
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (OperationalError, sqlite3.OperationalError)
+# ... or cannot be used at all: also a file that is not a database (for the CLI to say so in
+# one line; not for retrying, since it stays so).
+UNUSABLE_ERRORS: tuple[type[Exception], ...] = (DatabaseError, sqlite3.DatabaseError)
 
 
 def unavailable_reason(exc: Exception) -> str:

@@ -232,3 +232,16 @@ def test_knowledge_files_with_bombs_deep_nesting_and_non_scalar_fields(tmp_path)
     messages = " | ".join(f"{p.origin}: {p.message}" for p in problems)
     for expected in ("aliases", "front matter is not a mapping", "field 'id' must be a single value", "field 'title'", "field 'product'", "nested too deeply", "too many digits"):
         assert expected in messages, messages
+
+
+def test_since_at_the_ends_of_the_calendar_is_one_error_line(runtime, settings):
+    for args in (["audit", "list", "--since", "0001-01-01T00:00:00+01:00"], ["audit", "verify", "--all", "--since", "9999-12-31T23:59:59-01:00"]):
+        _one_error(invoke(cli_env(settings), *args), "outside the dates a record can hold")
+
+
+def test_a_record_file_that_is_not_a_database_is_one_error_line(settings, tmp_path):
+    database = settings.data_path / "caseplan.db"
+    database.parent.mkdir(parents=True, exist_ok=True)
+    database.write_bytes(os.urandom(8192))
+    for args in (["audit", "list"], ["stats"], ["db", "current"]):
+        _one_error(invoke(cli_env(settings), *args), "the database cannot be used (file is not a database)")

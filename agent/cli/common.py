@@ -16,7 +16,7 @@ from typing import IO, Any, NoReturn
 
 import typer
 
-from agent.db import UNAVAILABLE_ERRORS, unavailable_reason
+from agent.db import UNUSABLE_ERRORS, unavailable_reason
 from agent.integrity import RecordError
 from agent.logging import configure_logging
 from agent.record import UnknownRunError
@@ -81,7 +81,7 @@ def with_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             for line in lines:
                 typer.echo(f"error: {line}", err=True)
             raise typer.Exit(USAGE_ERROR) from None
-        except UNAVAILABLE_ERRORS as exc:
+        except UNUSABLE_ERRORS as exc:  # unreachable, locked, or a file that is not a database
             fail(f"the database cannot be used ({unavailable_reason(exc)}); check database.url or CASEPLAN__DATABASE__URL")
 
     return wrapper
