@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import Text, cast, select
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Engine
 
 from agent.db import make_engine
@@ -178,12 +179,25 @@ def _runs_query(query: RunQuery) -> Any:
 
 
 def list_runs(source: AuditSource, query: RunQuery) -> list[RunSummary]:
+    """Newest first. A run whose row was edited to hold a wrong type is listed with format 0 and
+    the earliest date, so it shows up (and `audit verify` says what is wrong), not an error."""
     columns = Run.__table__.c
-    statement = _runs_query(query).with_only_columns(*(columns[name] for name in RunSummary.model_fields))  # no JSON to decode
+    text_times = {"created_at", "updated_at"} if source.engine.dialect.name == "sqlite" else set()
+    chosen = [columns[name] if name not in text_times else cast(columns[name], Text).label(name) for name in RunSummary.model_fields]
+    statement = _runs_query(query).with_only_columns(*chosen)  # no JSON to decode
     if query.limit:
         statement = statement.limit(query.limit)
+    stored_time = _time_reader(source.engine)
     with source.engine.connect() as conn:
-        return [RunSummary.model_validate(dict(row)) for row in conn.execute(statement).mappings()]
+        rows = conn.execute(statement).mappings().all()
+    summaries = []
+    for row in rows:
+        try:
+            summaries.append(RunSummary.model_validate({**row, **{name: stored_time(row[name]) for name in text_times}}))
+        except (ValueError, TypeError):
+            stand_in = _unreadable_run(row, ValueError("unreadable"))
+            summaries.append(RunSummary.model_construct(**{name: getattr(stand_in, name, None) for name in RunSummary.model_fields}))
+    return summaries
 
 
 def _decode(text: str | None) -> tuple[Any, str | None]:
@@ -199,43 +213,84 @@ _RUN_JSON = ("ticket", "route", "versions")
 
 
 def _load_runs(engine: Engine, run_ids: Sequence[str]) -> list[RecordedRun]:
-    """Runs and their events as stored text, decoded here so damage is pinned to its event."""
+    """Runs and their events as stored text, decoded here so damage is pinned to its event, and
+    a run whose rows cannot be read at all is reported on its own, not raised for every run."""
     runs, events = Run.__table__, RunEvent.__table__
-    run_columns = [c if c.name not in _RUN_JSON else cast(c, Text).label(c.name) for c in runs.c]
-    event_columns = [c if c.name not in ("payload", "versions") else cast(c, Text).label(c.name) for c in events.c]
+    as_text = set(_RUN_JSON) | ({"created_at", "updated_at"} if engine.dialect.name == "sqlite" else set())
+    run_columns = [c if c.name not in as_text else cast(c, Text).label(c.name) for c in runs.c]
+    event_columns = [c if c.name not in as_text | {"payload", "versions"} else cast(c, Text).label(c.name) for c in events.c]
+    stored_time = _time_reader(engine)
     with engine.connect() as conn:
         run_rows = conn.execute(select(*run_columns).where(runs.c.id.in_(run_ids))).mappings().all()
         event_rows = conn.execute(
             select(*event_columns).where(events.c.run_id.in_(run_ids)).order_by(events.c.run_id, events.c.seq)
         ).mappings().all()
-    by_run: dict[str, list[RecordedEvent]] = {}
+    by_run: dict[str, list[Any]] = {}
     for row in event_rows:
-        payload, problem = _decode(row["payload"])
-        versions, versions_problem = _decode(row["versions"])
+        by_run.setdefault(row["run_id"], []).append(row)
+    loaded = {}
+    for row in run_rows:
+        try:
+            loaded[row["id"]] = _recorded_run(row, by_run.get(row["id"], []), stored_time)
+        except (ValueError, TypeError) as exc:  # a time, number or text column holding something else
+            loaded[row["id"]] = _unreadable_run(row, exc)
+    return [loaded[run_id] for run_id in run_ids if run_id in loaded]
+
+
+def _time_reader(engine: Engine) -> Any:
+    """How a stored time is read: SQLite keeps text (which an edit can make anything), read
+    here by SQLAlchemy's own parser so a bad value fails one run; PostgreSQL returns datetimes."""
+    if engine.dialect.name != "sqlite":
+        return lambda value: value
+    parse = sqlite.DATETIME().result_processor(engine.dialect, None)
+    column = Run.__table__.c.created_at.type  # sqlmodel's UTCDateTime: its reading, after the parse
+    return lambda value: column.process_result_value(parse(value), engine.dialect) if value is not None else None
+
+
+def _recorded_run(row: Any, event_rows: list[Any], stored_time: Any) -> RecordedRun:
+    events = []
+    for event in event_rows:
+        payload, problem = _decode(event["payload"])
+        versions, versions_problem = _decode(event["versions"])
         if problem is None and not isinstance(payload, dict):
             problem = f"a JSON {type(payload).__name__}, not an object"
-        by_run.setdefault(row["run_id"], []).append(
+        events.append(
             RecordedEvent(
-                seq=row["seq"],
-                kind=row["kind"],
-                node=row["node"],
+                seq=event["seq"],
+                kind=event["kind"],
+                node=event["node"],
                 payload=payload,
                 versions=versions if isinstance(versions, dict) else None,
-                created_at=row["created_at"],
-                prev_hash=row["prev_hash"],
-                hash=row["hash"],
+                created_at=stored_time(event["created_at"]),
+                prev_hash=event["prev_hash"],
+                hash=event["hash"],
                 payload_error=problem or (f"versions {versions_problem}" if versions_problem else None),
             )
         )
-    loaded = {}
-    for row in run_rows:
-        fields = dict(row)
-        for name in _RUN_JSON:
-            fields[name], problem = _decode(fields[name])
-            if problem:
-                fields[name] = {"unreadable": problem}  # no longer what was sealed: the root hash will say so
-        loaded[row["id"]] = RecordedRun.model_validate({**fields, "events": by_run.get(row["id"], [])})
-    return [loaded[run_id] for run_id in run_ids if run_id in loaded]
+    fields = dict(row)
+    for name in _RUN_JSON:
+        fields[name], problem = _decode(fields[name])
+        if problem:
+            fields[name] = {"unreadable": problem}  # no longer what was sealed: the root hash will say so
+    fields["created_at"], fields["updated_at"] = stored_time(fields["created_at"]), stored_time(fields["updated_at"])
+    return RecordedRun.model_validate({**fields, "events": events})
+
+
+def _unreadable_run(row: Any, exc: Exception) -> RecordedRun:
+    """A stand-in that carries why the run could not be read; verification reports it."""
+    reason = exc.errors()[0] if isinstance(exc, ValidationError) else None
+    why = f"{'.'.join(map(str, reason['loc']))}: {reason['msg']}" if reason else (str(exc).splitlines() or [type(exc).__name__])[0]
+    return RecordedRun.model_construct(
+        id=str(row["id"]),
+        status=str(row["status"]),
+        record_version=0,
+        chain="",
+        root_hash=row["root_hash"],
+        created_at=datetime.min.replace(tzinfo=UTC),
+        updated_at=datetime.min.replace(tzinfo=UTC),
+        events=[],
+        load_error=f"its stored rows cannot be read as caseplan writes them ({why[:200]}): edited outside caseplan",
+    )
 
 
 def load_run(source: AuditSource, run_id: str) -> RecordedRun:
@@ -247,6 +302,9 @@ def load_run(source: AuditSource, run_id: str) -> RecordedRun:
 
 def _check(source: AuditSource, run: RecordedRun, require_signed: bool) -> VerifyReport:
     base = VerifyReport(run_id=run.id, status="verified", record_version=run.record_version, chain=run.chain, events=len(run.events))
+    if run.load_error:
+        finding = Finding(run_id=run.id, problem="unreadable", message=f"run {run.id}: {run.load_error}")
+        return base.model_copy(update={"status": "tampered", "findings": [finding], "message": finding.message})
     if run.in_progress:
         return base.model_copy(update={"status": "in_progress", "message": str(RunInProgress(run.id, run.status))})
     try:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from plans.models import canonical_json
 
@@ -157,6 +157,9 @@ class RecordedRun(BaseModel):
     created_at: datetime
     updated_at: datetime
     events: list[RecordedEvent] = []
+    # Why the stored rows could not be read as caseplan writes them (a time, number or status
+    # column edited outside caseplan); such a run is reported, not loaded. Never exported.
+    load_error: str | None = Field(default=None, exclude=True)
 
     @property
     def in_progress(self) -> bool:

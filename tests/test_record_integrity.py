@@ -188,6 +188,29 @@ def test_a_sealed_run_passed_off_as_in_progress_is_tampering_not_a_skip(recorded
     assert replayed.exit_code == 1 and reset in replayed.stdout, replayed.stdout
 
 
+COLUMN_EDITS = {
+    "an event time that is not a time": "UPDATE runevent SET created_at = 'garbage' WHERE run_id = :r AND seq = 3",
+    "an event number that is not a number": "UPDATE runevent SET seq = 'abc' WHERE run_id = :r AND seq = 3",
+    "a record format that is not a number": "UPDATE run SET record_version = 'x' WHERE id = :r",
+    "a run time that is not a time": "UPDATE run SET updated_at = '' WHERE id = :r",
+}
+
+
+@pytest.mark.parametrize("edit", COLUMN_EDITS, ids=list(COLUMN_EDITS))
+def test_a_column_edited_to_another_type_is_reported_and_the_other_runs_still_checked(recorded, edit):
+    runtime, env, reset, status = recorded
+    if runtime.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's typed columns refuse these edits: there is nothing to misread")
+    execute(runtime.engine, COLUMN_EDITS[edit], r=reset)
+    everything = invoke(env, "audit", "verify", "--all")
+    assert everything.exit_code == 1 and "Traceback" not in everything.output, everything.output
+    assert f"run {reset}: its stored rows cannot be read as caseplan writes them" in everything.stdout
+    assert "1 verified, 1 tampered" in everything.stdout  # the other run was still checked
+    assert invoke(env, "audit", "verify", status).exit_code == 0
+    assert invoke(env, "audit", "list").exit_code == 0
+    assert invoke(env, "replay", reset).exit_code == 1
+
+
 def test_export_verifies_offline_and_damage_to_the_file_is_found(recorded, tmp_path):
     runtime, env, reset, status = recorded
     exported = tmp_path / "runs.jsonl"
