@@ -404,9 +404,20 @@ class Replayer:
                 "escalation events), which replay cannot reproduce; `caseplan audit verify` still checks it"
             )
         try:
-            recorded, notes = recorded_events(run, self._opener(run))
+            return self._replay_verified(run)
         except VaultTampered as exc:
             return self._tampered(run_id, str(exc))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # ValueError covers pydantic's
+            reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise RecordError(
+                f"run {run_id} cannot be replayed: its recorded ticket or events are not what caseplan writes "
+                f"({type(exc).__name__}: {reason}). Its originals were erased, or it was changed and re-hashed after "
+                "it was written; `caseplan audit verify` still checks its chain"
+            ) from None
+
+    def _replay_verified(self, run: RecordedRun) -> ReplayReport:
+        run_id = run.id
+        recorded, notes = recorded_events(run, self._opener(run))
         recorded_versions, current = run.versions or {}, self.scratch.store.versions or {}
         changed = sorted(k for k in set(recorded_versions) | set(current) if recorded_versions.get(k) != current.get(k))
         if changed:

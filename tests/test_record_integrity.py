@@ -126,6 +126,18 @@ def signing_key(monkeypatch):
     monkeypatch.setenv(SIGNING_KEY, "correct horse battery staple")
 
 
+def test_a_rehashed_payload_of_the_wrong_shape_is_not_replayed(recorded):
+    """A writer who recomputes a plain chain can make odd data verify; replay refuses it in one line."""
+    runtime, env, reset, _ = recorded
+    result = next(e for e in runtime.store.events(reset) if e.kind == "tool_result")
+    rewrite_history(runtime.engine, reset, result.seq, {k: v for k, v in result.payload.items() if k != "status"}, Signer())
+    execute(runtime.engine, "DELETE FROM piivault WHERE ref = :r", r=f"event:{reset}:{result.seq}")  # its original too
+    assert invoke(env, "audit", "verify", reset).exit_code == 0
+    replayed = invoke(env, "replay", reset)
+    assert replayed.exit_code == 2 and "Traceback" not in replayed.output, replayed.output
+    assert "cannot be replayed" in replayed.stderr and "KeyError" in replayed.stderr
+
+
 def test_a_signed_chain_cannot_be_rewritten_without_the_key(signing_key, runner, runtime, settings):
     signed = runner.submit(TICKETS[0]).run_id
     assert runtime.store.get_run(signed).chain.startswith("hmac-sha256:")

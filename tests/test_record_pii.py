@@ -131,3 +131,17 @@ def test_vault_rows_are_not_in_the_auditor_export(runner, settings):
     exported = invoke(cli_env(settings), "audit", "export", run_id).stdout
     assert "sealed" not in exported and VaultEntry.__tablename__ not in exported
     assert not any(secret in exported for secret in SECRETS)
+
+
+def test_a_run_whose_originals_were_erased_verifies_but_is_not_replayed(runner, runtime, settings):
+    """docs/audit.md: deleting a run's vault rows erases its PII; it still verifies and can no
+    longer be replayed, which replay says in one line (it crashed on the masked ticket)."""
+    run_id = runner.submit(TICKETS[0]).run_id
+    execute(runtime.engine, "DELETE FROM piivault WHERE run_id = :r", r=run_id)
+    env = cli_env(settings)
+    assert invoke(env, "audit", "verify", run_id).exit_code == 0
+    replayed = invoke(env, "replay", run_id)
+    assert replayed.exit_code == 2 and "Traceback" not in replayed.output, replayed.output
+    assert f"error: run {run_id} cannot be replayed: its recorded ticket or events are not what caseplan writes" in replayed.stderr
+    everything = invoke(env, "replay", "--all")
+    assert everything.exit_code == 2 and "Traceback" not in everything.output
