@@ -399,10 +399,17 @@ def verify_export(source: AuditSource, lines: Iterable[str], require_signed: boo
 
 
 def summarize(kind: str, payload: Any) -> str:
-    """One line per event for timelines."""
+    """One line per event for timelines; a payload not in the shape caseplan writes (edited
+    outside it) is shown as it is, marked, rather than stopping the timeline."""
     if not isinstance(payload, dict):
         return "(unreadable payload)"
-    p = payload
+    try:
+        return _summary(kind, payload)
+    except (AttributeError, TypeError, ValueError, KeyError):
+        return clip(f"(not in the shape caseplan writes) {json.dumps(payload, ensure_ascii=False, default=str)}")
+
+
+def _summary(kind: str, p: dict[str, Any]) -> str:
     if kind == "intake":
         ticket = p.get("ticket") or {}
         return clip(f"{ticket.get('requester_email') or '-'}: {ticket.get('text', '')}")

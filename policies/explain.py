@@ -59,13 +59,22 @@ def explain_events(events: Iterable[RecordedEvent]) -> list[Explanation]:
     """Every policy decision of a run, in the order it was made."""
     lines: list[Explanation] = []
     for event in events:
-        payload = event.payload if isinstance(event.payload, dict) else {}
-        if event.kind == "intake" and "guard" in payload:
-            lines += _guard_lines(event.seq, payload["guard"])
-        elif event.kind == "policy_decision":
-            lines += [_step_line(event.seq, step) for step in payload.get("steps", [])]
-        elif event.kind == "tool_result" and payload.get("policy"):
-            lines.append(_step_line(event.seq, payload["policy"]))
-        elif event.kind in ("reply", "error") and isinstance(payload.get("guard"), dict):
-            lines += _guard_lines(event.seq, payload["guard"])
+        try:
+            lines += _event_lines(event)
+        except (AttributeError, TypeError, KeyError, ValueError):  # ValueError covers pydantic's
+            reason = "the recorded decision is not in the shape caseplan writes; `caseplan audit verify` checks the run"
+            lines.append(Explanation(seq=event.seq, phase="?", decision="?", rule_id="-", reason=reason))
     return lines
+
+
+def _event_lines(event: RecordedEvent) -> list[Explanation]:
+    payload = event.payload if isinstance(event.payload, dict) else {}
+    if event.kind == "intake" and "guard" in payload:
+        return _guard_lines(event.seq, payload["guard"])
+    if event.kind == "policy_decision":
+        return [_step_line(event.seq, step) for step in payload.get("steps", [])]
+    if event.kind == "tool_result" and payload.get("policy"):
+        return [_step_line(event.seq, payload["policy"])]
+    if event.kind in ("reply", "error") and isinstance(payload.get("guard"), dict):
+        return _guard_lines(event.seq, payload["guard"])
+    return []

@@ -12,12 +12,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from pydantic import BaseModel
-from sqlalchemy import inspect, select
+from sqlalchemy import Text, cast, inspect, select
 from sqlalchemy.engine import Engine
 
 from agent.schema import MANAGED_TABLES, record_metadata
 from agent.vault import mask_record
 from policies.pii import find_pii
+from tools.safe_parse import check_regular
 
 DEFAULT_KINDS = ("email", "phone", "card")
 SKIPPED_TABLES = frozenset({"piivault"})  # sealed originals, encrypted on purpose
@@ -59,6 +60,7 @@ def scan_files(paths: Iterable[Path], kinds: Iterable[str] = DEFAULT_KINDS) -> l
     kinds = tuple(kinds)
     findings: list[ScanFinding] = []
     for path in paths:
+        check_regular(path)  # a pipe would block, a device never end
         with path.open(encoding="utf-8", errors="replace") as handle:
             for number, line in enumerate(handle, 1):
                 findings += scan_text(line, f"{path}:{number}", kinds)
@@ -75,7 +77,10 @@ def scan_record(engine: Engine, kinds: Iterable[str] = DEFAULT_KINDS) -> list[Sc
         for name in sorted((MANAGED_TABLES - SKIPPED_TABLES) & present):
             table = metadata.tables[name]
             key = list(table.primary_key.columns)[0]
-            for row in conn.execute(select(table)).mappings():
+            # every column as stored text: a JSON column edited into invalid JSON is scanned as
+            # the text it holds, not decoded (and failed) on the way out
+            as_text = select(*(cast(column, Text).label(column.name) for column in table.c))
+            for row in conn.execute(as_text).mappings():
                 for column, value in row.items():
                     if isinstance(value, str) and value[:1] in "[{":
                         try:

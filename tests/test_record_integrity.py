@@ -138,6 +138,33 @@ def test_a_rehashed_payload_of_the_wrong_shape_is_not_replayed(recorded):
     assert "cannot be replayed" in replayed.stderr and "KeyError" in replayed.stderr
 
 
+def _set_payload(runtime, run_id, kind, change) -> None:  # noqa: ANN001
+    event = next(e for e in runtime.store.events(run_id) if e.kind == kind)
+    execute(runtime.engine, "UPDATE runevent SET payload = :p WHERE id = :i", p=json.dumps(change(event.payload)), i=event.id)
+
+
+def test_reading_tools_show_odd_payloads_instead_of_crashing(recorded):
+    """What `audit verify` reports as tampering, show, explain, stats and scan still display."""
+    runtime, env, reset, status = recorded
+    _set_payload(runtime, reset, "route", lambda p: {**p, "confidence": "high"})
+    _set_payload(runtime, reset, "policy_decision", lambda p: {**p, "steps": [1]})
+    _set_payload(runtime, status, "intake", lambda p: {**p, "guard": "x"})
+    execute(runtime.engine, "UPDATE run SET route = :r WHERE id = :i", r="[1]", i=status)
+    shown = invoke(env, "audit", "show", reset)
+    assert shown.exit_code == 0 and "(not in the shape caseplan writes)" in shown.stdout, shown.output
+    for run_id in (reset, status):
+        explained = invoke(env, "policies", "explain", run_id)
+        assert explained.exit_code == 0 and "not in the shape caseplan writes" in explained.stdout, explained.output
+    assert invoke(env, "stats").exit_code == 0
+    assert invoke(env, "audit", "verify", "--all").exit_code == 1
+    if runtime.engine.dialect.name == "sqlite":  # PostgreSQL's json type refuses text that is not JSON
+        execute(runtime.engine, "UPDATE runevent SET payload = '{abc' WHERE run_id = :r AND seq = 2", r=reset)
+        execute(runtime.engine, "UPDATE run SET ticket = '{abc' WHERE id = :r", r=status)
+        assert invoke(env, "stats").exit_code == 0
+        scanned = invoke(env, "scan")
+        assert scanned.exit_code in (0, 1) and "Traceback" not in scanned.output, scanned.output
+
+
 def test_a_signed_chain_cannot_be_rewritten_without_the_key(signing_key, runner, runtime, settings):
     signed = runner.submit(TICKETS[0]).run_id
     assert runtime.store.get_run(signed).chain.startswith("hmac-sha256:")

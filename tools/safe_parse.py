@@ -69,7 +69,7 @@ def load_json(text: str) -> Any:  # noqa: ANN401 (any JSON document)
 MAX_TEXT_FILE_BYTES = 16 * 1024 * 1024  # templates, policies, configs, case files, reports
 
 
-def _regular(path: Path) -> None:
+def check_regular(path: Path) -> None:
     """OSError unless `path` is a regular file: a FIFO blocks the open or read, a device such as
     /dev/zero never ends. The OSError carries the reason as `strerror`, like any unreadable file."""
     if not stat.S_ISREG(path.stat().st_mode):
@@ -91,7 +91,7 @@ def read_bounded(path: Path, max_bytes: int) -> bytes:
     """The whole file when it is a regular file of at most `max_bytes`; ValueError, without
     reading the rest, when it holds more (OSError when it is not a regular file). Messages leave
     the path to the caller, which names it its own way."""
-    _regular(path)
+    check_regular(path)
     with path.open("rb") as handle:
         data = handle.read(max_bytes + 1)
     if len(data) > max_bytes:
@@ -104,7 +104,7 @@ def line_items(path: Path, max_line_bytes: int) -> Iterator[tuple[int, str | Val
     `max_line_bytes`, read past in bounded pieces if the caller reads on, or not UTF-8); the lines after a bad one still
     come. Messages name the line, not the path: the caller names it. OSError for a file that is
     not regular (a pipe or device)."""
-    _regular(path)
+    check_regular(path)
     with path.open("rb") as handle:
         number = 0
         while raw := handle.readline(max_line_bytes + 1):

@@ -76,7 +76,7 @@ def register(root: typer.Typer) -> None:
             fail(f"unknown PII kind: {', '.join(unknown)}")
         missing = [str(p) for p in logs or [] if not p.is_file()]
         if missing:
-            fail(f"no such log file: {', '.join(missing)}")
+            fail(f"no such log file, or not a regular file: {', '.join(missing)}")
         findings = scan_files(logs or [], kind)
         if record:
             findings += scan_record(AuditSource.open(state(ctx).settings).engine, kind)
