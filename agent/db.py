@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,21 @@ def insert_new(conn: Connection, table: Table, row: dict[str, Any]) -> bool:
     return conn.execute(statement).first() is not None  # rowcount is not reliable here on psycopg
 
 
+WAL_ATTEMPTS = 20
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 (DB-API objects are untyped)
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    for attempt in range(WAL_ATTEMPTS):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            # Switching a new file to WAL needs it to itself, and SQLite answers "locked" at once
+            # (no busy wait) while another process's first connection holds it.
+            if "locked" not in str(exc) or attempt + 1 == WAL_ATTEMPTS:
+                raise
+            time.sleep(0.05 * (attempt + 1))
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import delete
 
 from tools.sandbox.models import SandboxTable, SandboxTicket, SandboxUser
@@ -24,7 +25,16 @@ DEMO_TICKETS = [
 
 
 def seed_demo(store: SandboxStore, *, reset: bool = False) -> None:
-    """Create the demo customers and tickets; with `reset`, wipe the sandbox first."""
+    """Create the demo customers and tickets; with `reset`, wipe the sandbox first. Two
+    processes seeding a new sandbox at once both end with it seeded (the loser's rows were
+    already there)."""
+    try:
+        _seed(store, reset)
+    except IntegrityError:
+        _seed(store, reset=False)
+
+
+def _seed(store: SandboxStore, reset: bool) -> None:
     with store.session() as session:
         if reset:
             for table in reversed(SandboxTable.metadata.sorted_tables):

@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 
 from tools.sandbox.models import SandboxIdempotency, SandboxTable
@@ -21,7 +21,15 @@ class SandboxStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        SandboxTable.metadata.create_all(self.engine)
+        # First runs at once race to create the tables of a new file, table by table: a loser
+        # tries again and finds more of them made (each failure means one more table exists).
+        for attempt in range(len(SandboxTable.metadata.tables) + 1):
+            try:
+                SandboxTable.metadata.create_all(self.engine)
+                break
+            except OperationalError as exc:
+                if "already exists" not in str(exc) or attempt == len(SandboxTable.metadata.tables):
+                    raise
 
     @contextmanager
     def session(self) -> Iterator[Session]:
