@@ -129,6 +129,7 @@ def test_bad_input_gets_problem_documents_and_loses_nothing(build):
             (client.get("/v1/runs", params={"template": "a\x00b"}), 400, "NUL character"),
             (client.get("/v1/runs/run%00x"), 400, "NUL character"),
             (client.post("/v1/tickets", json=RESET, headers=key, params={"wiat": 5}), 422, "unknown query parameter(s): 'wiat'; this endpoint takes: wait"),
+            (client.post("/v1/tickets", json=RESET, headers=key, params={"wait": "nan"}), 422, "finite number"),
         ]
         for response, status, words in cases:
             assert response.status_code == status, (status, response.text)

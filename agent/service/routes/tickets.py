@@ -84,7 +84,7 @@ async def post_ticket(
     idempotency_key: IdempotencyKey,
     key: Annotated[ApiKey, Depends(require("platform"))],
     ctx: Annotated[ServiceContext, Depends(context)],
-    wait: Annotated[float, Query(ge=0, le=3600, description="Seconds to wait for the run to finish.")] = 0,
+    wait: Annotated[float, Query(ge=0, le=3600, allow_inf_nan=False, description="Seconds to wait for the run to finish.")] = 0,
 ) -> RunView:
     """Accept a ticket: the run is stored and queued before the answer (202 + run id)."""
     try:
