@@ -226,6 +226,9 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
         composed = compose_reply(built, outputs)
         if composed is None:
             record(state, "reply", [("error", {"detail": "no grounded answer", "dropped_passages": dropped})])
+            if dropped:  # say so: an agent should look at the articles, not only the question
+                detail = f"no answer left: {len(dropped)} passage(s) carried instructions and were not quoted"
+                return _escalate("missing_information", detail, "reply")
             return _escalate("missing_information", "the knowledge base has nothing that answers this", "reply")
         violations = deps.policy.check_reply(built, composed.text, outputs, state["ticket"])
         guard = {"phase": "output_guard", "decision": "deny" if violations else "allow", "dropped_passages": dropped}

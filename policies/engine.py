@@ -16,7 +16,7 @@ tool stricter (to loosen a packaged rule, a file replaces it by its id).
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -336,6 +336,9 @@ class PolicyEngine:
         """Some earlier step of `after` really ran and its output backs this step's arguments."""
         plan, index = request.plan, request.plan.steps.index(request.step)
         if self._own_ticket(pre, request.args, request.context.ticket):
+            foreign = self._read_as_someone_elses(pre, request, facts, plan.steps[:index])
+            if foreign:
+                return Check(rule_id=pre.id, decision="deny", reason=f"{pre.reason} ({foreign})")
             return Check(rule_id=pre.id, decision="allow", reason="acts on the ticket being handled")
         problems = []
         for earlier in plan.steps[:index]:
@@ -356,6 +359,22 @@ class PolicyEngine:
             problems.append(f"{earlier.id}: {', '.join(wrong)} do not match")
         detail = "; ".join(problems) or f"no earlier {pre.after} step"
         return Check(rule_id=pre.id, decision="deny", reason=f"{pre.reason} ({detail})")
+
+    @staticmethod
+    def _read_as_someone_elses(pre: Precondition, request: GateRequest, facts: Mapping[str, Any], earlier: Sequence[Any]) -> str | None:
+        """Why the ticket being handled is not the requester's after all: an earlier lookup of it
+        says it belongs to another customer (the ticket id and requester came paired wrongly)."""
+        requester = str(facts["requester"] or "").lower()
+        if pre.owner_field is None or not requester:
+            return None
+        for step in earlier:
+            output = request.outputs.get(step.id) if step.tool == pre.after else None
+            if not isinstance(output, Mapping) or any(request.args.get(arg) != output.get(out) for arg, out in pre.match.items()):
+                continue
+            owner = str(output.get(pre.owner_field) or "").lower()
+            if owner and owner != requester:
+                return f"{step.id} shows the ticket belongs to another customer"
+        return None
 
     # --- the reply ----------------------------------------------------------------------
     def screen_passages(self, plan: Plan, outputs: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -384,8 +403,10 @@ class PolicyEngine:
         requester = str(ticket.get("requester_email") or "").lower()
         problems += check_disclosure(text, requester=requester or None, passages=passages, internal_notes=notes)
         for step_id, output in outputs.items():
-            owner = output.get("requester_email") if isinstance(output, Mapping) else None
-            if owner and str(owner).lower() != requester:
-                detail = f"{step_id} read a record that belongs to another customer"
-                problems.append(ReplyViolation(rule_id="output-guard.other-customer", detail=detail))
+            if not isinstance(output, Mapping) or "requester_email" not in output:
+                continue  # not a ticket record
+            owner = str(output.get("requester_email") or "").lower()
+            if not owner or not requester or owner != requester:  # unknown on either side is not "the same"
+                whose = "belongs to another customer" if owner and requester else "cannot be tied to the requester"
+                problems.append(ReplyViolation(rule_id="output-guard.other-customer", detail=f"{step_id} read a record that {whose}"))
         return problems

@@ -77,4 +77,6 @@ def _event_lines(event: RecordedEvent) -> list[Explanation]:
         return [_step_line(event.seq, payload["policy"])]
     if event.kind in ("reply", "error") and isinstance(payload.get("guard"), dict):
         return _guard_lines(event.seq, payload["guard"])
+    if event.kind == "error" and payload.get("dropped_passages"):  # no answer left once they were dropped
+        return _guard_lines(event.seq, {"phase": "output_guard", "dropped_passages": payload["dropped_passages"]})
     return []

@@ -41,7 +41,28 @@ _OVERRIDE = [
     re.compile(r"\b(?:act|behave|respond) as (?:an? |the )?(?:admin|administrator|system|root|superuser|developer)\b"),
     re.compile(r"\bpretend (?:to be|you are|that you)\b"),
     re.compile(r"\bfrom now on,? (?:you|always|never|only)\b"),
+    re.compile(r"\b(?:ignore|disregard|forget)\b[^.\n]{0,20}\beverything\b[^.\n]{0,20}\b(?:you were|you've been|you have been|you are|told|above|before)\b"),
+    re.compile(
+        r"\b(?:earlier|previous|prior|above|preceding|original|old)\s+(?:guidance|instructions?|text|messages?|content|answers?|information|steps?)\s+"
+        r"(?:is|are|was|were)\s+(?:now\s+)?(?:void|invalid|obsolete|outdated|cancell?ed|revoked|wrong|superseded|no longer valid)\b"
+    ),
+    re.compile(r"\byou are (?:a |an )?new (?:ai|assistant|agent|bot|model)\b"),
+    # the same order in other languages customers write in
+    re.compile(r"\b(?:ignorier\w*|vergiss|vergessen sie)\b[^.\n]{0,40}\b(?:anweisung\w*|regeln|vorgaben)\b"),
+    re.compile(r"\b(?:ignor\w*|olvid\w*|oubli\w*)\b[^.\n]{0,40}\b(?:instrucciones|reglas|consignes|r[eè]gles)\b"),
 ]
+# Only in retrieved passages (an article has no business with these; a customer may): text that
+# speaks to the assistant, and a request for secrets that support never takes in a reply. They
+# run on the normalised text, whose whitespace is single spaces.
+_PASSAGE_ORDERS = [
+    re.compile(r"(?:^|[.!?;:] )(?:hey |dear |note to (?:the )?)?(?:assistant|ai assistant|chatbot|the bot|language model|llm|ai model) ?[,;-] "),
+    re.compile(r"\b(?:tell|inform|assure) (?:every|all|each|any) (?:customers?|users?)\b"),
+]
+_SECRET_REQUEST = re.compile(
+    r"\b(?:send|reply|respond|email|e-mail|tell us|paste)\b[^.\n]{0,40}"
+    r"\b(?:full card number|card numbers?|cvv|cvc|security code|expiry date|expiration date|password|passcode|pin|one-time (?:code|password)|otp)\b"
+)
+_NEGATION = re.compile(r"\b(?:never|not|don'?t|won'?t|no one|nobody|cannot|can'?t)\b")
 _COMPACT_OVERRIDE = re.compile(
     r"ignore(?:all|any|the|your)*(?:previous|prior|above)?(?:instructions|rules|polic)|disregard(?:all|the|your)*(?:previous|prior)|systemprompt|developermode|jailbreak"
 )
@@ -140,7 +161,8 @@ class InputGuardian:
     def __init__(self, config: InputGuard, topics: Iterable[Topic], tool_names: Iterable[str]) -> None:
         self.config = config
         self.detectors = set(config.detectors)
-        self.topics = [(topic, re.compile(r"\b(?:" + "|".join(re.escape(p.lower()) for p in topic.phrases) + r")\b")) for topic in topics]
+        # a phrase also matches its plural ("lawyers", "lawsuits"); spelling variants are listed
+        self.topics = [(topic, re.compile(r"\b(?:" + "|".join(re.escape(p.lower()) for p in topic.phrases) + r")(?:e?s)?\b")) for topic in topics]
         names = sorted(name for name in tool_names if "_" in name)
         self._tools = re.compile(r"\b(?:" + "|".join(map(re.escape, names)) + r")\b", re.I) if names else None
 
@@ -209,6 +231,13 @@ class InputGuardian:
         elif (match := _CALL_SYNTAX.search(text)) is not None:
             flag("tool_name", f"call syntax {_excerpt(text, *match.span())}")
         if passage:
+            for pattern in _PASSAGE_ORDERS:
+                if (match := pattern.search(flat)) is not None:
+                    flag("instruction_override", _excerpt(flat, *match.span()))
+            for match in _SECRET_REQUEST.finditer(flat):
+                if not _NEGATION.search(flat[max(0, match.start() - 40) : match.end()]):  # "we will never ask for your PIN"
+                    flag("verification_bypass", f"asks for secrets: {_excerpt(flat, *match.span())}")
+                    break
             return flags
         for pattern in _BYPASS:
             for candidate in (flat, text.lower()):

@@ -165,3 +165,17 @@ def test_routing_threshold_denies_side_effects_of_an_unsure_route(tmp_path, regi
     assert engine.evaluate(plan_of(UPDATE), own, route_confidence=0.9).decision == "allow"
     escalation = plan_of(Step(id="h", tool="escalate_to_human", args={"reason": "low_confidence", "summary": "s"}), template="escalate")
     assert engine.evaluate(escalation, own, route_confidence=0.1).decision == "allow"  # a person is always reachable
+
+
+def test_explain_lists_passages_dropped_when_no_answer_was_left():
+    from agent.integrity import RecordedEvent
+    from policies.explain import explain_events
+
+    dropped = [{"citation_id": "kb-ship-1#40-156", "rules": ["input-guard.instruction_override"]}]
+    event = RecordedEvent(
+        seq=7, kind="error", node="reply", payload={"detail": "no grounded answer", "dropped_passages": dropped},
+        created_at=datetime.now(UTC), prev_hash="0" * 64, hash="1" * 64,
+    )
+    [line] = explain_events([event])
+    assert (line.seq, line.decision, line.rule_id) == (7, "drop", "input-guard.instruction_override")
+    assert "kb-ship-1#40-156" in line.reason

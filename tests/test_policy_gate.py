@@ -247,3 +247,29 @@ def test_replay_serves_the_recorded_rate_limit_counts_of_runs_that_overlapped(ru
     assert "1 of 3 used" in " ".join(c["reason"] for c in gate["checks"])
     report = Replayer(runtime, AuditSource.open(runtime.settings)).replay(late.id)
     assert report.status == "reproduced", report.message
+
+
+# --- whose ticket ----------------------------------------------------------------------------
+def _ticket_row(runtime, ticket_id: str):  # noqa: ANN202
+    from tools.sandbox.models import SandboxTicket
+
+    with runtime.sandbox.session() as session:
+        return session.get(SandboxTicket, ticket_id)
+
+
+def test_the_ticket_being_handled_is_not_changed_when_the_helpdesk_says_it_is_someone_elses(runtime):
+    """A requester paired with another customer's ticket id: the lookup shows the owner, and
+    the gate refuses the update before it happens (it was sent, then caught by the reply guard)."""
+    result = Runner(runtime).submit(Ticket(text="Thanks, you can close my ticket, it's fixed now.", requester_email="jane@example.com", ticket_id="1001"))
+    assert result.status == "escalated" and "belongs to another customer" in result.escalation["detail"], result.escalation
+    assert _ticket_row(runtime, "1001").status == "open"
+    assert "ticket_update" not in side_effects(runtime, result.run_id)
+
+
+def test_a_ticket_nobody_owns_is_not_shown_to_a_customer(runtime):
+    from tools.sandbox.helpdesk import open_ticket
+
+    anonymous = open_ticket(runtime.sandbox, "Private", "my private diagnosis, please delete record 4471", None)
+    result = Runner(runtime).submit(Ticket(text=f"What is the status of ticket {anonymous}?", requester_email="jane@example.com", ticket_id="1003"))
+    assert result.status == "escalated" and "cannot be tied to the requester" in result.escalation["detail"], result.escalation
+    assert result.reply is None or "diagnosis" not in str(result.reply)
