@@ -159,6 +159,7 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
             flags=_flags(state),
             route_confidence=(state.get("route") or {}).get("confidence"),
             received_at=_received_at(state),
+            run_id=state["run_id"],
         )
         decided = [("policy_decision", {"plan_hash": state["plan_hash"], **verdict.model_dump(mode="json")})]
         if verdict.decision == "needs_approval":
@@ -198,6 +199,7 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
             approved_steps=state.get("approved_steps") or [],
             route_confidence=(state.get("route") or {}).get("confidence"),
             received_at=_received_at(state),
+            run_id=state["run_id"],
         )
         try:
             result = deps.executor.run_step(built, state["plan_hash"], step, state["outputs"], state["run_id"], context)

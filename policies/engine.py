@@ -201,9 +201,11 @@ class PolicyEngine:
         route_confidence: float | None = None,
         now: datetime | None = None,
         received_at: datetime | None = None,
+        run_id: str | None = None,
     ) -> Verdict:
         """Every step judged from the plan alone, before anything runs. `received_at` (when the run
-        arrived) is what a replay judges rate limits at."""
+        arrived) is what a replay judges rate limits at. Uses counted by `run_id` itself (a run
+        re-driven after a crash) do not count against it: the gate knows them by their key."""
         ticket, flags, now = ticket or {}, list(flags), now or datetime.now(UTC)
         facts = self._facts(plan, ticket)
         decisions = []
@@ -213,7 +215,7 @@ class PolicyEngine:
                 checks.append(guard)
             checks += [self._static_precondition(pre, plan, index, facts, ticket) for pre in self._preconditions(step.tool)]
             checks += [
-                self._limit_check(limit, facts, None, None, received_at, ("plan", step.id))
+                self._limit_check(limit, facts, None, None, received_at, ("plan", step.id), run_id)
                 for limit in self._limits(step.tool)
                 if limit.per != "account"
             ]
@@ -260,6 +262,7 @@ class PolicyEngine:
         key: str | None,
         received_at: datetime | None,
         where: tuple[str, str],
+        run_id: str | None = None,
     ) -> Check:
         if self.recorded_limits is not None and (recorded := self.recorded_limits(*where, limit.id)) is not None:
             return Check.model_validate(recorded)
@@ -273,7 +276,7 @@ class PolicyEngine:
         if self.limiter.read_only:  # replay: as the counters stood when the run arrived
             used = self.limiter.used(limit.id, scope, limit.window_s, now=received_at, before=True)
         else:
-            used = self.limiter.used(limit.id, scope, limit.window_s, excluding=key)
+            used = self.limiter.used(limit.id, scope, limit.window_s, excluding=key, excluding_run=run_id)
         if used >= limit.limit:
             return Check(rule_id=limit.id, decision="deny", reason=f"{limit.tool} used {used} times in {limit.window} per {limit.per}; the limit is {limit.limit}")
         return Check(rule_id=limit.id, decision="allow", reason=f"{used} of {limit.limit} used in {limit.window}")

@@ -68,12 +68,23 @@ class RateLimiter:
         self._table = PolicyRateUse.__table__
 
     def used(
-        self, rule_id: str, scope: str, window_s: int, *, now: datetime | None = None, excluding: str | None = None, before: bool = False
+        self,
+        rule_id: str,
+        scope: str,
+        window_s: int,
+        *,
+        now: datetime | None = None,
+        excluding: str | None = None,
+        excluding_run: str | None = None,
+        before: bool = False,
     ) -> int:
         """Uses in the window ending `now`, not counting the use made under `excluding` (a retried
-        step); with `before`, only uses strictly before `now` (as they stood at that moment)."""
+        step) nor those of run `excluding_run` (a re-driven run); with `before`, only uses strictly
+        before `now` (as they stood at that moment)."""
         end = now or _utcnow()
         query = self._in_window(rule_id, scope_hash(rule_id, scope), end, window_s, excluding)
+        if excluding_run is not None:
+            query = query.where(self._table.c.run_id != excluding_run)
         if before:
             query = query.where(self._table.c.created_at < end)
         with self.engine.connect() as conn:

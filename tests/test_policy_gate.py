@@ -129,6 +129,20 @@ def test_the_gate_enforces_the_limit_even_when_the_plan_check_passed(runtime):
     assert sandbox_resets(runtime) == (0, 0)
 
 
+def test_a_run_driven_again_after_a_crash_is_not_held_to_its_own_earlier_use(runtime):
+    """A worker died after the third reset of the day was counted; the run is driven again from
+    its ticket. Its plan check must not count that use against it (the gate knows it by key)."""
+    ticket = reset_ticket()
+    plan = reset_plan(runtime, ticket)
+    limiter = RateLimiter(runtime.engine)
+    for n, run_id in enumerate(["run_a", "run_b", "run_crashed"]):
+        limiter.take([RateUse("resets-per-requester-per-day", "jane@example.com", 3, 86400)], f"key{n}", run_id)
+    again = runtime.policy.evaluate(plan, ticket.model_dump(mode="json"), run_id="run_crashed")
+    assert again.decision == "allow", again
+    other = runtime.policy.evaluate(plan, ticket.model_dump(mode="json"), run_id="run_new")
+    assert other.decision == "deny" and "used 3 times" in str(other.model_dump())
+
+
 def test_of_runs_racing_for_the_last_uses_only_the_limit_get_them(runtime):
     """Check and count in one locked transaction: six runs at once, a limit of three, and a
     second rule that must not keep a use the first rule refused (all or none)."""
