@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,7 +15,7 @@ from pydantic import BaseModel
 from agent.models.api import ApiModel, ApiUnavailable
 from agent.settings import ApiModelSettings
 from tests.liveness import finishes
-from tests.servers.base import FakeApi, Fault, LoopbackServer, Reply, Seen
+from tests.servers.base import FakeApi, Fault, LoopbackServer, Reply, Seen, drip, flood
 from tools.base import ToolError
 from tools.http import MAX_RESPONSE_BYTES, HttpService
 
@@ -33,17 +31,8 @@ class _Api(FakeApi):
         return Reply(404, {"error": "nothing here"})
 
 
-def _flood() -> Iterator[bytes]:
-    yield b'{"ticket": {"subject": "'
-    while True:
-        yield b"a" * 65536
-
-
-def _drip() -> Iterator[bytes]:
-    yield b'{"ticket": {"subject": "'
-    while True:
-        time.sleep(0.05)
-        yield b"a"
+_flood = flood(b'{"ticket": {"subject": "')
+_drip = drip(b'{"ticket": {"subject": "')
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import socket
 import time
-from collections.abc import Iterator
 
 import pytest
 from typer.testing import CliRunner
@@ -17,7 +16,7 @@ from typer.testing import CliRunner
 from agent.cli import app
 from agent.settings import KnowledgeSettings
 from tests.knowledge_support import HashEmbedder
-from tests.servers.base import FakeApi, LoopbackServer, Reply, Seen
+from tests.servers.base import FakeApi, LoopbackServer, Reply, Seen, drip, flood
 from tools.base import ToolContext, ToolError
 from tools.contracts.knowledge import KnowledgeSearchInput
 from tools.knowledge.documents import Document
@@ -45,17 +44,8 @@ class FakeCluster(FakeApi):
         return Reply(404, {"error": {"type": "resource_not_found_exception", "reason": f"no {seen.path}"}})
 
 
-def _flood() -> Iterator[bytes]:
-    yield b'{"hits": {"hits": [{"_source": {"passage": "'
-    while True:
-        yield b"a" * 65536
-
-
-def _drip() -> Iterator[bytes]:
-    yield b'{"hits": '
-    while True:
-        time.sleep(0.05)
-        yield b" "
+_flood = flood(b'{"hits": {"hits": [{"_source": {"passage": "')
+_drip = drip(b'{"hits": ', piece=b" ")
 
 
 def backend_for(url: str, **opensearch: object) -> OpenSearchIndex:

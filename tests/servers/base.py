@@ -32,6 +32,29 @@ class Reply:
         return self.body or b"", "application/octet-stream"
 
 
+def flood(opening: bytes) -> Callable[[], Iterator[bytes]]:
+    """A body that starts like JSON and never ends (for `Reply.stream`)."""
+
+    def pieces() -> Iterator[bytes]:
+        yield opening
+        while True:
+            yield b"a" * 65536
+
+    return pieces
+
+
+def drip(opening: bytes, piece: bytes = b"a") -> Callable[[], Iterator[bytes]]:
+    """A body that starts like JSON, then sends one piece every 50 ms for ever."""
+
+    def pieces() -> Iterator[bytes]:
+        yield opening
+        while True:
+            time.sleep(0.05)
+            yield piece
+
+    return pieces
+
+
 @dataclass
 class Fault:
     """What happens to the next matching request instead of (or after) normal processing."""
