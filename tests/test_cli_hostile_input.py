@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import make_settings
 from tests.liveness import finishes
 from tests.record_support import TICKETS, cli_env, invoke
 
@@ -239,7 +240,8 @@ def test_since_at_the_ends_of_the_calendar_is_one_error_line(runtime, settings):
         _one_error(invoke(cli_env(settings), *args), "outside the dates a record can hold")
 
 
-def test_a_record_file_that_is_not_a_database_is_one_error_line(settings, tmp_path):
+def test_a_record_file_that_is_not_a_database_is_one_error_line(tmp_path):
+    settings = make_settings(tmp_path / "data")  # a SQLite file, whichever database the suite runs on
     database = settings.data_path / "caseplan.db"
     database.parent.mkdir(parents=True, exist_ok=True)
     database.write_bytes(os.urandom(8192))
