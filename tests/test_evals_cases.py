@@ -212,10 +212,10 @@ def test_yaml_case_files_and_the_examples_in_the_docs_are_valid(tmp_path: Path) 
 
 
 def test_harvest_appends_under_an_exclusive_lock(tmp_path):
-    """Two harvests at once read the ids and append one after the other, so no case is written twice."""
+    """Two harvests (or ingests) at once read and append one after the other, so no case is written twice."""
     import threading
 
-    from agent.evals.cases import exclusive
+    from tools.file_lock import exclusive
 
     target, order = tmp_path / "h.jsonl", []
     with exclusive(target):
@@ -229,7 +229,7 @@ def test_harvest_appends_under_an_exclusive_lock(tmp_path):
 
 
 def _hold(target, order) -> None:  # noqa: ANN001
-    from agent.evals.cases import exclusive
+    from tools.file_lock import exclusive
 
     with exclusive(target):
         order.append("second")

@@ -13,7 +13,7 @@ import typer
 from agent.audit import parse_since
 from agent.cli.common import FOUND_PROBLEMS, echo_json, fail, output_file, output_folder, state, with_errors
 from agent.cli.eval_group import app
-from agent.evals.cases import CaseFileError, exclusive, write_cases_jsonl
+from agent.evals.cases import CaseFileError, write_cases_jsonl
 from agent.evals.harvest import existing_ids, harvest
 from agent.evals.metrics import summarise
 from agent.evals.outcomes import OutcomeError, record_outcome
@@ -22,6 +22,7 @@ from agent.evals.runner import CaseRun, EvalRunner, eval_settings
 from agent.evals.suites import BUILTIN, SuiteError, load_suite
 from agent.schema import ensure_schema
 from tools.contracts.escalation import EscalationReason
+from tools.file_lock import exclusive
 
 EVAL_ERRORS = (CaseFileError, SuiteError, ReportError, OutcomeError)
 REASONS = EscalationReason.__args__

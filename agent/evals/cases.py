@@ -7,11 +7,9 @@ that row invalid (with its line and the reason) and the valid rows still run.
 from __future__ import annotations
 
 import csv
-import fcntl
 import json
 import os
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -237,15 +235,3 @@ def write_cases_jsonl(path: Path, cases: Iterable[EvalCase]) -> int:
             count += 1
     return count
 
-
-@contextmanager
-def exclusive(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on `path` (created if missing) while a command reads it and appends
-    to it, so two at once do not both append the same cases."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -14,14 +14,12 @@ file, never an empty index quietly refilled.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ from pydantic import BaseModel, ValidationError
 
 from tools.contracts.knowledge import FilterValue, Passage
 from tools.embeddings import Embedder
+from tools.file_lock import exclusive
 from tools.knowledge.chunking import Chunk, chunk_document, indexed_text
 from tools.knowledge.documents import Document
 from tools.knowledge.errors import IndexDamaged
@@ -176,17 +175,6 @@ class EmbeddedIndex:
     def documents(self) -> list[Document]:
         return list(self._snapshot().documents)
 
-    @contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        """One ingest at a time over this folder, across threads and processes (a lock file)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.folder / ".lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
     # ---- writing -------------------------------------------------------------------------
     def ingest(
         self,
@@ -195,7 +183,7 @@ class EmbeddedIndex:
         progress: Callable[[int, int], None] | None = None,
     ) -> IngestReport:
         """Make the index hold `documents`; with `source`, that source's other documents are removed."""
-        with self._exclusive():
+        with exclusive(self.folder / ".lock"):  # one ingest at a time over this folder, across processes
             stamp = self._pointer_stamp()  # start from the last commit, whoever made it
             if stamp != self._loaded:
                 self._state = self._load()
