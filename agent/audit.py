@@ -33,6 +33,7 @@ from agent.integrity import (
 from agent.record import Approval, RecordProtection, Run, RunEvent, UnknownRunError, VaultEntry
 from agent.schema import check_schema
 from agent.settings import Settings
+from tools.base import first_problem
 from tools.escalation import Escalation
 
 EXPORT_FORMAT = "caseplan.run/1"
@@ -278,8 +279,7 @@ def _recorded_run(row: Any, event_rows: list[Any], stored_time: Any) -> Recorded
 
 def _unreadable_run(row: Any, exc: Exception) -> RecordedRun:
     """A stand-in that carries why the run could not be read; verification reports it."""
-    reason = exc.errors()[0] if isinstance(exc, ValidationError) else None
-    why = f"{'.'.join(map(str, reason['loc']))}: {reason['msg']}" if reason else (str(exc).splitlines() or [type(exc).__name__])[0]
+    why = first_problem(exc, "run") if isinstance(exc, ValidationError) else (str(exc).splitlines() or [type(exc).__name__])[0]
     return RecordedRun.model_construct(
         id=str(row["id"]),
         status=str(row["status"]),

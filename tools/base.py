@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 ToolErrorKind = Literal["transient", "permanent", "denied"]
 
@@ -96,3 +96,12 @@ class Tool(ABC, Generic[InputT, OutputT]):
             "input_schema": self.input_model.model_json_schema(),
             "output_schema": self.output_model.model_json_schema(),
         }
+
+
+def first_problem(exc: ValidationError, whole: str = "body") -> str:
+    """A validation failure in one line: where the first problem is, what it is, how many more
+    (`whole` names the location when the problem is with the value as a whole)."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or whole
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from tools.base import ToolError
+from tools.base import ToolError, first_problem
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REASON_CHARS = 160
@@ -93,13 +93,6 @@ def _reason(response: httpx.Response) -> str:
         text = html.unescape(_TAG.sub(" ", text))
     text = " ".join(text.split())
     return text[:REASON_CHARS] if text else response.reason_phrase
-
-
-def _describe(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "body"
-    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{where}: {first['msg']}{more}"
 
 
 class HttpService:
@@ -187,7 +180,7 @@ class HttpService:
         except ValidationError as exc:
             raise ToolError(
                 "permanent",
-                f"{self.name}: HTTP {response.status_code} with unexpected JSON: {_describe(exc)}",
+                f"{self.name}: HTTP {response.status_code} with unexpected JSON: {first_problem(exc)}",
                 status_code=response.status_code,
             ) from None
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from agent.evals.cases import InvalidRow
 from agent.evals.metrics import CaseSummary, Metrics
 from agent.evals.runner import CaseRun
+from tools.base import first_problem
 from tools.safe_parse import read_text_file
 
 # Headline numbers where higher is better; a drop beyond the tolerance is a regression.
@@ -73,9 +74,7 @@ def load_report(path: Path) -> Report:
     except UnicodeDecodeError:
         raise ReportError(f"{path}: the baseline report is not UTF-8 text") from None
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "report"
-        raise ReportError(f"{path}: not a caseplan eval report ({where}: {first['msg']})") from None
+        raise ReportError(f"{path}: not a caseplan eval report ({first_problem(exc, 'report')})") from None
 
 
 def _headline(metrics: Metrics) -> dict[str, float | None]:

@@ -36,6 +36,7 @@ from opensearchpy.exceptions import ConnectionError as ClusterConnectionError
 from opensearchpy.exceptions import NotFoundError, OpenSearchException, RequestError, SerializationError, TransportError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tools.base import first_problem
 from tools.contracts.knowledge import DateRange, FilterValue, Passage
 from tools.embeddings import Embedder
 from tools.knowledge.chunking import chunk_document, indexed_text
@@ -451,9 +452,7 @@ class OpenSearchIndex:
         try:
             return _SearchResponse.model_validate(answer).hits.hits
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            raise ClusterError(f"OpenSearch at {self.cluster}: the search answer is not a search response ({where}: {first['msg']})", transient=False) from None
+            raise ClusterError(f"OpenSearch at {self.cluster}: the search answer is not a search response ({first_problem(exc)})", transient=False) from None
 
     @staticmethod
     def _passage(hit: _Hit, score: float | None, sub_ranks: dict[str, int | None]) -> Passage:
