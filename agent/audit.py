@@ -183,7 +183,7 @@ def list_runs(source: AuditSource, query: RunQuery) -> list[RunSummary]:
     """Newest first. A run whose row was edited to hold a wrong type is listed with format 0 and
     the earliest date, so it shows up (and `audit verify` says what is wrong), not an error."""
     columns = Run.__table__.c
-    text_times = {"created_at", "updated_at"} if source.engine.dialect.name == "sqlite" else set()
+    text_times = _text_times(source.engine)
     chosen = [columns[name] if name not in text_times else cast(columns[name], Text).label(name) for name in RunSummary.model_fields]
     statement = _runs_query(query).with_only_columns(*chosen)  # no JSON to decode
     if query.limit:
@@ -217,7 +217,7 @@ def _load_runs(engine: Engine, run_ids: Sequence[str]) -> list[RecordedRun]:
     """Runs and their events as stored text, decoded here so damage is pinned to its event, and
     a run whose rows cannot be read at all is reported on its own, not raised for every run."""
     runs, events = Run.__table__, RunEvent.__table__
-    as_text = set(_RUN_JSON) | ({"created_at", "updated_at"} if engine.dialect.name == "sqlite" else set())
+    as_text = set(_RUN_JSON) | _text_times(engine)
     run_columns = [c if c.name not in as_text else cast(c, Text).label(c.name) for c in runs.c]
     event_columns = [c if c.name not in as_text | {"payload", "versions"} else cast(c, Text).label(c.name) for c in events.c]
     stored_time = _time_reader(engine)
@@ -236,6 +236,11 @@ def _load_runs(engine: Engine, run_ids: Sequence[str]) -> list[RecordedRun]:
         except (ValueError, TypeError) as exc:  # a time, number or text column holding something else
             loaded[row["id"]] = _unreadable_run(row, exc)
     return [loaded[run_id] for run_id in run_ids if run_id in loaded]
+
+
+def _text_times(engine: Engine) -> set[str]:
+    """The time columns read as text, to be parsed by `_time_reader` (SQLite stores them as text)."""
+    return {"created_at", "updated_at"} if engine.dialect.name == "sqlite" else set()
 
 
 def _time_reader(engine: Engine) -> Any:
