@@ -36,15 +36,13 @@ def stats_by_route(engine: Engine, limit: int = 1000) -> list[dict[str, Any]]:
     columns = (runs_table.c.id, runs_table.c.status, runs_table.c.template, runs_table.c.escalation_reason, cast(runs_table.c.route, Text).label("route"))
     with engine.connect() as conn:
         rows = conn.execute(select(*columns).order_by(runs_table.c.created_at.desc()).limit(limit)).all()
-        runs = [SimpleNamespace(**row._mapping) for row in rows]
+        runs = [SimpleNamespace(**{**row._mapping, "route": _json(row.route)}) for row in rows]
         ids = [run.id for run in runs]
         calls = (
             conn.execute(select(events.c.run_id, cast(events.c.payload, Text)).where(events.c.kind == "model_call", events.c.run_id.in_(ids))).all()
             if ids
             else []
         )
-    for run in runs:
-        run.route = _json(run.route)
     by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for run_id, payload in calls:
         decoded = _json(payload)
