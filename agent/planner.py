@@ -38,6 +38,8 @@ class Planner:
             template = self.catalogue.get(template_name)
         except UnknownTemplateError as exc:
             return PlanOutcome(reason="invalid_plan", detail=str(exc))
+        if (said := template.contradicted_by(ticket.full_text)) is not None:
+            return PlanOutcome(reason="low_confidence", detail=f"{template.name}: the ticket says otherwise ({said[:80]!r}); a person decides")
         fill = self.filler.fill(template, ticket, context)
         if fill.missing:
             details = [

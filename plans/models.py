@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from functools import cached_property
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from plans.refs import STEP_ID_PATTERN
 
@@ -73,11 +74,34 @@ class Template(_Strict):
     slots: dict[str, SlotSpec] = {}
     steps: list[TemplateStep] = Field(min_length=1)
     reply: ReplySpec = ReplySpec(kind="none")
+    # Regular expressions (case-insensitive) for tickets that sound like this workflow but say
+    # otherwise ("don't close it yet", "I did not forget my password"): meaning-based routing
+    # cannot tell them apart, so a match sends the ticket to a person instead.
+    not_when: list[str] = []
     _source: str = PrivateAttr(default="<memory>")
+
+    @field_validator("not_when")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"not_when pattern {pattern!r} is not a regular expression: {exc}") from None
+        return patterns
 
     @property
     def source(self) -> str:
         return self._source
+
+    def contradicted_by(self, text: str) -> str | None:
+        """The words of `text` that say not to run this workflow, if any (typographic
+        apostrophes read as plain ones: "don’t" is "don't")."""
+        text = text.replace("\u2019", "'").replace("\u2018", "'")
+        for pattern in self.not_when:
+            if found := re.search(pattern, text, re.IGNORECASE):
+                return found.group(0)
+        return None
 
 
 class Step(_Strict):

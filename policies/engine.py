@@ -16,7 +16,7 @@ tool stricter (to loosen a packaged rule, a file replaces it by its id).
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +46,8 @@ class Check(BaseModel):
 
 
 RecordedLimits = Callable[[str, str, str], dict[str, Any] | None]  # (phase, step id, rule id) -> recorded check
+# Built in, not a policy file's rule: no side effect on a ticket an earlier step showed to be someone else's.
+HANDLED_TICKET_RULE = "builtin:handled-ticket-owner"
 
 
 class StepDecision(BaseModel):
@@ -314,6 +316,8 @@ class PolicyEngine:
         if (guard := self._guard_check(step.tool, ctx.flags)) is not None:
             checks.append(guard)
         checks += [self._live_precondition(pre, request, facts) for pre in self._preconditions(step.tool)]
+        if (foreign := self._handled_ticket_is_foreign(request, facts)) is not None:
+            checks.append(foreign)
         limits = self._limits(step.tool)
         checks += [self._limit_check(limit, facts, request.args, request.idempotency_key, ctx.received_at, ("gate", step.id)) for limit in limits]
         decision = self._decide(step, checks, "gate", {**facts, "args": dict(request.args)})
@@ -338,10 +342,7 @@ class PolicyEngine:
     def _live_precondition(self, pre: Precondition, request: GateRequest, facts: Mapping[str, Any]) -> Check:
         """Some earlier step of `after` really ran and its output backs this step's arguments."""
         plan, index = request.plan, request.plan.steps.index(request.step)
-        if self._own_ticket(pre, request.args, request.context.ticket):
-            foreign = self._read_as_someone_elses(pre, request, facts, plan.steps[:index])
-            if foreign:
-                return Check(rule_id=pre.id, decision="deny", reason=f"{pre.reason} ({foreign})")
+        if self._own_ticket(pre, request.args, request.context.ticket):  # unless it is foreign: _handled_ticket_is_foreign
             return Check(rule_id=pre.id, decision="allow", reason="acts on the ticket being handled")
         problems = []
         for earlier in plan.steps[:index]:
@@ -364,19 +365,21 @@ class PolicyEngine:
         return Check(rule_id=pre.id, decision="deny", reason=f"{pre.reason} ({detail})")
 
     @staticmethod
-    def _read_as_someone_elses(pre: Precondition, request: GateRequest, facts: Mapping[str, Any], earlier: Sequence[Any]) -> str | None:
-        """Why the ticket being handled is not the requester's after all: an earlier lookup of it
-        says it belongs to another customer (the ticket id and requester came paired wrongly)."""
-        requester = str(facts["requester"] or "").lower()
-        if pre.owner_field is None or not requester:
+    def _handled_ticket_is_foreign(request: GateRequest, facts: Mapping[str, Any]) -> Check | None:
+        """A denial for any side effect once an earlier step read the ticket being handled and
+        found another customer's name on it: the platform paired the ticket id with the wrong
+        requester, so nothing is done on this run (no reset, no update) until a person looks."""
+        handled, requester = request.context.ticket.get("ticket_id"), str(facts["requester"] or "").lower()
+        if handled is None or not requester:
             return None
-        for step in earlier:
-            output = request.outputs.get(step.id) if step.tool == pre.after else None
-            if not isinstance(output, Mapping) or any(request.args.get(arg) != output.get(out) for arg, out in pre.match.items()):
-                continue
-            owner = str(output.get(pre.owner_field) or "").lower()
+        for step in request.plan.steps[: request.plan.steps.index(request.step)]:
+            output = request.outputs.get(step.id)
+            if not isinstance(output, Mapping) or "requester_email" not in output or str(output.get("ticket_id")) != str(handled):
+                continue  # not a record of the ticket being handled
+            owner = str(output.get("requester_email") or "").lower()
             if owner and owner != requester:
-                return f"{step.id} shows the ticket belongs to another customer"
+                reason = f"{step.id} shows ticket {handled}, the one being handled, belongs to another customer"
+                return Check(rule_id=HANDLED_TICKET_RULE, decision="deny", reason=reason)
         return None
 
     # --- the reply ----------------------------------------------------------------------

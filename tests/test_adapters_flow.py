@@ -43,7 +43,7 @@ def test_password_reset_through_okta_and_zendesk(tmp_path, secrets, platforms, d
     result = Runner(runtime).submit(Ticket(text=RESET.format(email="jane@example.com"), requester_email="jane@example.com", ticket_id="1003"))
 
     assert result.status == "completed", (result.escalation, result.steps)
-    assert [s["status"] for s in result.steps] == ["succeeded"] * 4
+    assert [s["status"] for s in result.steps] == ["succeeded"] * 5
     assert okta.resets == [{"user_id": "00u1jane", "send_email": True, "revoke_sessions": False}]
     assert okta.users["00u1jane"]["status"] == "RECOVERY"
     assert zendesk.tickets[1003]["status"] == "pending"

@@ -48,7 +48,7 @@ def test_show_prints_the_masked_timeline(three_runs):
     assert kinds[:4] == ["intake", "route", "plan", "policy_decision"] and kinds[-1] == "reply"
     assert "jane@example.com" not in result.stdout and "[email:" in result.stdout
     shown = json.loads(invoke(env, "audit", "show", reset, "--json").stdout)
-    assert shown["run"]["id"] == reset and [e["seq"] for e in shown["events"]] == list(range(1, 14))
+    assert shown["run"]["id"] == reset and [e["seq"] for e in shown["events"]] == list(range(1, 16))
 
 
 @pytest.mark.parametrize(

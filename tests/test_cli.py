@@ -136,6 +136,6 @@ def test_tools_schema_validates_the_documented_example(cli):
 def test_plans_list_and_show(cli):
     runner, env = cli
     listing = runner.invoke(app, ["plans", "list"], env=env)
-    assert "password_reset    v1  account_lookup -> verify_identity -> password_reset -> ticket_update" in listing.stdout
+    assert "password_reset    v1  ticket_lookup -> account_lookup -> verify_identity -> password_reset -> ticket_update" in listing.stdout
     shown = runner.invoke(app, ["plans", "show", "password_reset", "--json"], env=env)
     assert json.loads(shown.stdout)["abcd_flow"] == "recover_password"

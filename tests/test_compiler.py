@@ -38,9 +38,10 @@ def test_same_inputs_give_the_same_plan_and_hash(catalogue_and_registry):
     catalogue, registry = catalogue_and_registry
     first, second = compile_reset(catalogue, registry), compile_reset(catalogue, registry, dict(reversed(SLOTS.items())))
     assert first == second and first.hash == second.hash
-    assert [step.id for step in first.steps] == ["pull_up_account", "verify_identity", "make_password", "update_ticket"]
-    assert first.steps[0].args == {"email": "jane@example.com"}
-    assert first.steps[2].args["verification_id"] == "$steps.verify_identity.output.verification_id"
+    assert [step.id for step in first.steps] == ["look_up_ticket", "pull_up_account", "verify_identity", "make_password", "update_ticket"]
+    assert first.steps[0].args == {"ticket_id": "1003"} and first.steps[1].args == {"email": "jane@example.com"}
+    assert first.steps[3].args["verification_id"] == "$steps.verify_identity.output.verification_id"
+    assert first.steps[4].args["ticket_id"] == "$steps.look_up_ticket.output.ticket_id"
 
 
 def test_hash_changes_with_slots_and_catalogue_version(catalogue_and_registry):

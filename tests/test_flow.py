@@ -22,7 +22,7 @@ def test_password_reset_executes_and_is_recorded(runner, runtime):
     result = runner.submit(Ticket(text=RESET, requester_email="jane@example.com", ticket_id="1003"))
     assert result.status == "completed"
     assert result.route["template"] == "password_reset"
-    assert [s["step_id"] for s in result.steps] == ["pull_up_account", "verify_identity", "make_password", "update_ticket"]
+    assert [s["step_id"] for s in result.steps] == ["look_up_ticket", "pull_up_account", "verify_identity", "make_password", "update_ticket"]
     assert all(s["status"] == "succeeded" for s in result.steps)
     resets = sandbox_rows(runtime, SandboxResetRequest)
     assert len(resets) == 1 and resets[0].user_id == "u_1001"
@@ -39,7 +39,7 @@ def test_password_reset_executes_and_is_recorded(runner, runtime):
     events = runtime.store.events(result.run_id)
     kinds = [e.kind for e in events]
     assert kinds[:4] == ["intake", "route", "plan", "policy_decision"]
-    assert kinds.count("tool_call") == kinds.count("tool_result") == 4
+    assert kinds.count("tool_call") == kinds.count("tool_result") == 5
     assert kinds[-1] == "reply"
     previous, signer = GENESIS_HASH, Signer()
     for event in events:

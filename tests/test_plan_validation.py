@@ -152,6 +152,14 @@ def test_yaml_syntax_and_schema_errors_name_the_file(tmp_path, cli):
     assert f"{tmp_path / 'schema.yaml'}: step 'one': argz: Extra inputs are not permitted" in result.stderr
 
 
+def test_a_not_when_pattern_that_is_not_a_regular_expression_is_named(tmp_path, cli):
+    runner, env = cli
+    (tmp_path / "contrary.yaml").write_text(GOOD + "not_when: ['(unclosed']\n")
+    result = runner.invoke(app, ["plans", "validate", str(tmp_path)], env=env)
+    assert result.exit_code == 2
+    assert f"{tmp_path / 'contrary.yaml'}: not_when: Value error, not_when pattern '(unclosed' is not a regular expression" in result.stderr
+
+
 def test_missing_path_and_packaged_catalogue(tmp_path, cli):
     runner, env = cli
     missing = runner.invoke(app, ["plans", "validate", str(tmp_path / "nope.yaml")], env=env)

@@ -280,6 +280,16 @@ def test_the_ticket_being_handled_is_not_changed_when_the_helpdesk_says_it_is_so
     assert "ticket_update" not in side_effects(runtime, result.run_id)
 
 
+
+def test_no_reset_is_sent_on_a_ticket_that_belongs_to_someone_else(runtime):
+    """The password reset reads the ticket being handled first: paired with another customer's
+    ticket id, the run does nothing (no reset link, no update) and a person gets it."""
+    result = Runner(runtime).submit(Ticket(text="I forgot my password and can't log in", requester_email="jane@example.com", ticket_id="1001"))
+    assert result.status == "escalated" and "belongs to another customer" in result.escalation["detail"], result.escalation
+    assert [(s["step_id"], s["status"]) for s in result.steps][:2] == [("look_up_ticket", "succeeded"), ("pull_up_account", "succeeded")]
+    assert sandbox_resets(runtime) == (0, 0) and not {"password_reset", "ticket_update"} & set(side_effects(runtime, result.run_id))
+    assert _ticket_row(runtime, "1001").status == "open"
+
 def test_a_ticket_nobody_owns_is_not_shown_to_a_customer(runtime):
     from tools.sandbox.helpdesk import open_ticket
 

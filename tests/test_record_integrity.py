@@ -20,11 +20,11 @@ SIGNING_KEY = "CASEPLAN_RECORD_SIGNING_KEY"
 
 @pytest.fixture
 def recorded(runner, runtime, settings):
-    """A password reset (13 events) and a ticket-status run, both finished."""
+    """A password reset (15 events) and a ticket-status run, both finished."""
     reset = runner.submit(TICKETS[0])
     status = runner.submit(TICKETS[1])
     assert reset.status == status.status == "completed"
-    assert len(runtime.store.events(reset.run_id)) == 13
+    assert len(runtime.store.events(reset.run_id)) == 15
     return runtime, cli_env(settings), reset.run_id, status.run_id
 
 
@@ -49,19 +49,19 @@ TAMPERING = {
         "deleted",
     ),
     "delete the last event": (
-        lambda rt, r: execute(rt.engine, "DELETE FROM runevent WHERE run_id = :r AND seq = 13", r=r),
-        "chain ending at event 12 (tool_result)",
+        lambda rt, r: execute(rt.engine, "DELETE FROM runevent WHERE run_id = :r AND seq = 15", r=r),
+        "chain ending at event 14 (tool_result)",
         "root hash does not match",
     ),
     "reorder two events": (lambda rt, r: swap_events(rt.engine, r, 4, 5), "event 4 (tool_call)", "does not link"),
     "change the root hash": (
         lambda rt, r: execute(rt.engine, "UPDATE run SET root_hash = :h WHERE id = :r", h="ab" * 32, r=r),
-        "chain ending at event 13 (reply)",
+        "chain ending at event 15 (reply)",
         "root hash does not match",
     ),
     "edit the run row": (
         lambda rt, r: execute(rt.engine, "UPDATE run SET reply = 'All done, nothing was reset.' WHERE id = :r", r=r),
-        "chain ending at event 13 (reply)",
+        "chain ending at event 15 (reply)",
         "the run row was changed",
     ),
     "corrupt a payload": (corrupt, "event 1 (intake)", "truncated or corrupted"),

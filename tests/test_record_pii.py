@@ -72,10 +72,10 @@ def test_a_vault_row_moved_to_another_event_does_not_open(runner, runtime, setti
     run_id = runner.submit(TICKETS[0]).run_id
     with runtime.engine.connect() as conn:
         first = conn.execute(text("SELECT sealed FROM piivault WHERE ref = :r"), {"r": f"event:{run_id}:1"}).scalar_one()
-    execute(runtime.engine, "UPDATE piivault SET sealed = :s WHERE ref = :r", s=first, r=f"event:{run_id}:5")
+    execute(runtime.engine, "UPDATE piivault SET sealed = :s WHERE ref = :r", s=first, r=f"event:{run_id}:7")
     result = invoke(cli_env(settings), "replay", run_id)
     assert result.exit_code == 1
-    assert f"event:{run_id}:5: the sealed original does not open here" in result.stdout
+    assert f"event:{run_id}:7: the sealed original does not open here" in result.stdout
 
 
 def test_replay_without_the_vault_key_says_which_key_it_needs(runner, runtime, settings, monkeypatch):
