@@ -10,10 +10,12 @@ called directly), and retries transient errors only.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Literal, Protocol
 
@@ -84,7 +86,6 @@ class Executor:
             max_attempts=settings.max_attempts, backoff_base_s=settings.backoff_base_s, backoff_max_s=settings.backoff_max_s
         )
         self.sleep = sleep
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="caseplan-step")
 
     def run_step(
         self,
@@ -135,12 +136,22 @@ class Executor:
         return result.model_copy(update={"duration_ms": round((time.perf_counter() - started) * 1000, 3)})
 
     def _call_with_timeout(self, tool: Tool, args: BaseModel, ctx: ToolContext) -> Any:
-        """Run the call in a worker thread and stop waiting after the step timeout."""
-        future = self._pool.submit(tool.invoke, args, ctx)
+        """Run the call in a thread of its own (with the caller's log context) and stop waiting
+        after the step timeout. Not a fixed pool: a call that outlives its timeout (adapters end
+        theirs by their own HTTP deadline) must not hold a slot that the next step, or another
+        worker's run, would queue behind until its own timeout passed without a call made."""
+        future: Future[Any] = Future()
+
+        def call() -> None:
+            try:
+                future.set_result(tool.invoke(args, ctx))
+            except BaseException as exc:  # noqa: BLE001 (handed to the waiting caller, which re-raises it)
+                future.set_exception(exc)
+
+        threading.Thread(target=contextvars.copy_context().run, args=(call,), name=f"caseplan-step-{tool.name}", daemon=True).start()
         try:
             return future.result(timeout=self.settings.step_timeout_s)
         except FutureTimeout:
-            future.cancel()
             raise ToolError("transient", f"{tool.name} timed out after {self.settings.step_timeout_s}s") from None
 
     def _resolve(self, step: Step, outputs: Mapping[str, Mapping[str, Any]], earlier: set[str]) -> dict[str, Any]:

@@ -68,7 +68,7 @@ FAULTS = {
     "no hits": (Reply(200, {"took": 1}), "permanent", "not a search response (hits: Field required)"),
     "a hit without _source": (Reply(200, {"hits": {"hits": [{"_id": "x", "_score": 1.0}]}}), "permanent", "hits.hits.0._source: Field required"),
     "a score that is a word": (Reply(200, {"hits": {"hits": [{**HIT, "_score": "high"}]}}), "permanent", "hits.hits.0._score"),
-    "a body that drips": (Reply(200, stream=_drip), "transient", "cannot get an answer (response not complete after 1s)"),
+    "a body that drips": (Reply(200, stream=_drip), "transient", "cannot get an answer (timed out: no complete response within 1s)"),
     "a body that never ends": (Reply(200, stream=_flood), "permanent", "larger than 8,388,608 bytes"),
 }
 

@@ -1,13 +1,17 @@
 """HTTP for adapters: one attempt per call, every failure mapped to a typed ToolError.
 
 Connection errors, timeouts, 429 (with its Retry-After) and 5xx are transient; 401/403 are
-denied; other 4xx are permanent; a body that is not the JSON promised (an HTML error page,
-truncated JSON, JSON of the wrong shape) is permanent. Retrying is not done here but by
+denied; other 4xx are permanent, and so are 3xx (redirects are not followed: the credentials
+would go with them, and a redirect to a login page is not the answer asked for); a body that is
+not the JSON promised (an HTML error page, truncated JSON, JSON of the wrong shape) is
+permanent. Error messages quote the platform's own words with the credentials sent to it
+removed (a platform may echo them back), since they end up in the record and the queue. Retrying is not done here but by
 `tools.resilience`, once.
 
 Every response is read within the call's timeout and a size bound (`fetch`): httpx's timeouts
-bound each read, not the whole body, so a server that sends a byte a second, or never stops
-sending, would otherwise hold the call, a worker thread and its memory for ever.
+bound each read, not the whole response, so a server that sends its headers or body a byte a
+second, or never stops sending, would otherwise hold the call, a worker thread and its memory
+for ever (`tools.http_deadline` bounds the socket waits of clients it builds).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import html
 import json
 import re
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -24,6 +29,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from tools.base import ToolError, first_problem
+from tools.http_deadline import bounded_client, deadline
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REASON_CHARS = 160
@@ -49,15 +55,21 @@ class ResponseRefused(Exception):
 def fetch(client: httpx.Client, method: str, url: str, *, deadline_s: float, max_bytes: int = MAX_RESPONSE_BYTES, **kwargs: Any) -> httpx.Response:
     """Send a request and read its whole (decoded) body within `deadline_s` seconds and
     `max_bytes`, or raise ResponseRefused; httpx's own errors pass through."""
-    deadline = time.monotonic() + deadline_s
-    with client.stream(method, url, **kwargs) as streamed:
-        body = bytearray()
-        for piece in streamed.iter_bytes():
-            body += piece
-            if len(body) > max_bytes:
-                raise ResponseRefused(f"response larger than {max_bytes:,} bytes", transient=False)
-            if time.monotonic() > deadline:
-                raise ResponseRefused(f"response not complete after {deadline_s:g}s", transient=True)
+    ends = time.monotonic() + deadline_s
+    late = ResponseRefused(f"timed out: no complete response within {deadline_s:g}s", transient=True)
+    try:
+        with deadline(deadline_s), client.stream(method, url, **kwargs) as streamed:
+            body = bytearray()
+            for piece in streamed.iter_bytes():
+                body += piece
+                if len(body) > max_bytes:
+                    raise ResponseRefused(f"response larger than {max_bytes:,} bytes", transient=False)
+                if time.monotonic() > ends:  # a client not built by bounded_client (a test double's)
+                    raise late
+    except httpx.TimeoutException:
+        if time.monotonic() >= ends:  # the whole call's deadline, not one slow read
+            raise late from None
+        raise
     headers = [(name, value) for name, value in streamed.headers.multi_items() if name.lower() not in _TRANSFER_HEADERS]
     return httpx.Response(streamed.status_code, headers=headers, content=bytes(body), request=streamed.request)
 
@@ -78,8 +90,9 @@ def retry_after_s(response: httpx.Response) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _reason(response: httpx.Response) -> str:
-    """A short, readable reason: the API's own error line, or an HTML page's text, not its markup."""
+def _reason(response: httpx.Response, secrets: Sequence[str] = ()) -> str:
+    """A short, readable reason: the API's own error line, or an HTML page's text, not its
+    markup; `secrets` replaced before it is cut short, so no piece of one is left."""
     try:
         body = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -87,12 +100,18 @@ def _reason(response: httpx.Response) -> str:
     if isinstance(body, dict):
         for field in _ERROR_FIELDS:
             if isinstance(body.get(field), str) and body[field].strip():
-                return " ".join(body[field].split())[:REASON_CHARS]
+                return _scrub(" ".join(body[field].split()), secrets)[:REASON_CHARS]
     text = response.text
     if "html" in response.headers.get("content-type", "") or text.lstrip()[:1] == "<":
         text = html.unescape(_TAG.sub(" ", text))
-    text = " ".join(text.split())
+    text = _scrub(" ".join(text.split()), secrets)
     return text[:REASON_CHARS] if text else response.reason_phrase
+
+
+def _scrub(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "[credential]")
+    return text
 
 
 class HttpService:
@@ -109,7 +128,10 @@ class HttpService:
     ) -> None:
         self.name = name
         self.timeout_s = timeout_s  # each read, and (through `fetch`) the whole call
-        self.client = client or httpx.Client(
+        # Header values and their words ("Bearer <token>"): never quoted back in an error.
+        sent = [value for value in (headers or {}).values() if value]
+        self._secrets = sorted({part for value in sent for part in (value, *value.split()) if len(part) >= 8}, key=len, reverse=True)
+        self.client = client or bounded_client(
             base_url=base_url, headers={"Accept": "application/json", **(headers or {})}, timeout=timeout_s
         )
 
@@ -141,13 +163,19 @@ class HttpService:
         status = response.status_code
         if status == 429 or status >= 500:
             raise ToolError(
-                "transient", f"{self.name}: HTTP {status}: {_reason(response)}", status_code=status, retry_after=retry_after_s(response)
+                "transient", f"{self.name}: HTTP {status}: {self._reason(response)}", status_code=status, retry_after=retry_after_s(response)
             )
         if status in (401, 403):
-            raise ToolError("denied", f"{self.name}: HTTP {status}: {_reason(response)}", status_code=status)
+            raise ToolError("denied", f"{self.name}: HTTP {status}: {self._reason(response)}", status_code=status)
         if status >= 400:
-            raise ToolError("permanent", f"{self.name}: HTTP {status}: {_reason(response)}", status_code=status)
+            raise ToolError("permanent", f"{self.name}: HTTP {status}: {self._reason(response)}", status_code=status)
+        if status >= 300:
+            where = _scrub(response.headers.get("location", "nowhere"), self._secrets)[:REASON_CHARS]
+            raise ToolError("permanent", f"{self.name}: HTTP {status} redirect to {where} (redirects are not followed)", status_code=status)
         return response
+
+    def _reason(self, response: httpx.Response) -> str:
+        return _reason(response, self._secrets)
 
     def request(
         self,

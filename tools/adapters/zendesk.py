@@ -13,10 +13,10 @@ import base64
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from tools.adapters.remote import RemoteModel, not_found_as
-from tools.base import ToolContext, ToolError
+from tools.base import ToolContext, ToolError, first_problem
 from tools.contracts.tickets import (
     TicketLookupInput,
     TicketLookupTool,
@@ -91,15 +91,20 @@ class ZendeskHelpdesk:
             lambda: self.http.request_model(TicketEnvelope, "GET", f"/api/v2/tickets/{ticket_id}.json", params={"include": "users"}),
         )
         ticket = envelope.ticket
+        if str(ticket.id) != str(ticket_id):
+            raise ToolError("permanent", f"zendesk answered with ticket {ticket.id} when asked for ticket {ticket_id}")
         email = next((user.email for user in envelope.users if user.id == ticket.requester_id), None)
-        return TicketView(
-            ticket_id=str(ticket.id),
-            subject=ticket.subject or "",
-            status=FROM_ZENDESK[ticket.status],
-            requester_email=email if email and EMAIL_RE.match(email) else None,
-            tags=ticket.tags,
-            updated_at=ticket.updated_at,
-        )
+        try:
+            return TicketView(
+                ticket_id=str(ticket.id),
+                subject=ticket.subject or "",
+                status=FROM_ZENDESK[ticket.status],
+                requester_email=email if email and EMAIL_RE.match(email) else None,
+                tags=ticket.tags,
+                updated_at=ticket.updated_at,
+            )
+        except ValidationError as exc:
+            raise ToolError("permanent", f"zendesk: ticket {ticket_id} has a value caseplan cannot use: {first_problem(exc)}") from None
 
     def update(self, ticket_id: str, changes: dict[str, Any], idempotency_key: str) -> UpdateEnvelope:
         return not_found_as(

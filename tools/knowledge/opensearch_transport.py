@@ -21,6 +21,7 @@ from opensearchpy.exceptions import ConnectionError as ClusterConnectionError
 from opensearchpy.exceptions import ConnectionTimeout, SSLError, TransportError
 
 from tools.http import MAX_RESPONSE_BYTES, ResponseRefused, fetch, retry_after_s
+from tools.http_deadline import bounded_client
 
 
 class BoundedHttpxConnection(Connection):
@@ -40,7 +41,7 @@ class BoundedHttpxConnection(Connection):
         self.max_response_bytes = max_response_bytes
         verify: bool | str = (ca_certs or True) if verify_certs else False
         auth = tuple(http_auth) if http_auth else None
-        self.client = httpx.Client(base_url=self.host, auth=auth, verify=verify, timeout=self.timeout)  # type: ignore[arg-type]
+        self.client = bounded_client(base_url=self.host, auth=auth, verify=verify, timeout=self.timeout)  # type: ignore[arg-type]
 
     def perform_request(
         self,
