@@ -34,7 +34,7 @@ from agent.record import Approval, RecordProtection, Run, RunEvent, UnknownRunEr
 from agent.schema import check_schema
 from agent.settings import Settings
 from tools.base import first_problem
-from tools.escalation import Escalation
+from tools.escalation import DeskEvent, Escalation
 
 EXPORT_FORMAT = "caseplan.run/1"
 PAGE = 200
@@ -61,6 +61,7 @@ class RunQuery(BaseModel):
     status: str | None = None
     template: str | None = None
     limit: int | None = Field(None, ge=1)
+    offset: int = Field(0, ge=0)  # runs to skip (pages of the console's list)
 
 
 class RunSummary(BaseModel):
@@ -102,6 +103,13 @@ class ApprovalView(BaseModel):
     note: str | None
 
 
+class DeskEventView(BaseModel):
+    action: str
+    actor: str
+    detail: Any
+    at: datetime
+
+
 class EscalationView(BaseModel):
     id: str
     reason: str
@@ -110,6 +118,9 @@ class EscalationView(BaseModel):
     status: str
     summary: str
     created_at: datetime
+    claimed_by: str | None = None
+    resolution: str | None = None
+    history: list[DeskEventView] = []  # what people did with it: the desk's trail, outside the sealed record
 
 
 class RunTimeline(BaseModel):
@@ -188,6 +199,8 @@ def list_runs(source: AuditSource, query: RunQuery) -> list[RunSummary]:
     statement = _runs_query(query).with_only_columns(*chosen)  # no JSON to decode
     if query.limit:
         statement = statement.limit(query.limit)
+    if query.offset:
+        statement = statement.offset(query.offset)
     stored_time = _time_reader(source.engine)
     with source.engine.connect() as conn:
         rows = conn.execute(statement).mappings().all()
@@ -462,11 +475,13 @@ def run_timeline(source: AuditSource, run_id: str) -> RunTimeline:
         escalations = conn.execute(
             select(Escalation.__table__).where(Escalation.__table__.c.run_id == run_id).order_by(Escalation.__table__.c.created_at)
         ).mappings().all()
+        trail = conn.execute(select(DeskEvent.__table__).where(DeskEvent.__table__.c.run_id == run_id).order_by(DeskEvent.__table__.c.id)).mappings().all()
     mask = source.protection.mask
+    routed = [e.payload for e in run.events if e.kind == "route" and e.payload_error is None]
     return RunTimeline(
         run=RunSummary.model_validate(run.model_dump()),
         ticket=run.ticket,
-        route=run.route,
+        route=run.route or (routed[-1] if routed else None),  # a run waiting for approval has routed, not finished
         reply=run.reply,
         error=run.error,
         versions=run.versions,
@@ -483,7 +498,9 @@ def run_timeline(source: AuditSource, run_id: str) -> RunTimeline:
             for e in run.events
         ],
         approvals=[ApprovalView.model_validate(dict(row)) for row in approvals],
-        escalations=[EscalationView.model_validate(mask(dict(row))) for row in escalations],
+        escalations=[
+            EscalationView.model_validate(mask({**row, "history": [dict(move) for move in trail if move["escalation_id"] == row["id"]]})) for row in escalations
+        ],
     )
 
 

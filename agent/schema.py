@@ -41,6 +41,7 @@ MANAGED_TABLES = frozenset(
         "work_item",
         "idempotency_record",
         "eval_outcome",
+        "desk_event",
     }
 )
 

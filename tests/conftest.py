@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -74,3 +74,19 @@ def runtime(settings: Settings, embedder: SentenceTransformerEmbedder, local_mod
 @pytest.fixture
 def runner(runtime: Runtime) -> Runner:
     return Runner(runtime)
+
+
+@pytest.fixture
+def build(tmp_path: Path, database_env: dict[str, str], embedder: SentenceTransformerEmbedder, local_model: LocalModel) -> Iterator[Callable[..., Runtime]]:
+    """A runtime over a fresh data folder with extra settings (environment-style overrides)."""
+    built: list[Runtime] = []
+
+    def make(**env: str) -> Runtime:
+        runtime = Runtime.build(make_settings(tmp_path / "data", **database_env, **env), embedder=embedder, local_model=local_model)
+        seed_demo(runtime.sandbox)
+        built.append(runtime)
+        return runtime
+
+    yield make
+    for runtime in built:
+        runtime.engine.dispose()

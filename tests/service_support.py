@@ -6,11 +6,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
 from agent.runtime import Runtime
 from agent.service.app import create_app
+from agent.service.auth import COOKIE
+from agent.service.console_forms import TOKEN_FIELD, form_token
 from agent.service.keys import KeyStore
 from agent.service.models import ROLES
 from agent.service.server import background_server
@@ -25,6 +28,16 @@ class Service:
     def client(self, role: str | None = None, **headers: str) -> httpx.Client:
         auth = {"Authorization": f"Bearer {self.keys[role]}"} if role else {}
         return httpx.Client(base_url=self.url, headers={**auth, **headers}, timeout=120)
+
+    def browser(self, role: str) -> httpx.Client:
+        """A console session as after logging in: the key only in the cookie."""
+        client = self.client(None)
+        client.cookies.set(COOKIE, self.keys[role])
+        return client
+
+    def form(self, role: str, **fields: str) -> dict[str, str]:
+        """A console form's fields with the token its page carries for this role's key."""
+        return {TOKEN_FIELD: form_token(self.keys[role]), **fields}
 
     def wait_for_run(self, run_id: str, statuses: tuple[str, ...], timeout: float = 120) -> dict:
         deadline = time.monotonic() + timeout
@@ -42,3 +55,10 @@ def serve(runtime: Runtime, *, workers: int = 1) -> Iterator[Service]:
     with background_server(create_app(runtime, workers=workers)) as url:
         store = KeyStore(runtime.engine)
         yield Service(url=url, runtime=runtime, keys={role: store.create(role, f"test-{role}")[1] for role in ROLES})
+
+
+def approval_policy(tmp_path: Path) -> str:
+    """policies.files (as an environment override) making every password reset wait for a person."""
+    policy = tmp_path / "approve_resets.yaml"
+    policy.write_text("version: 1\nrules:\n  - {id: reset-approval, tools: [password_reset], decision: needs_approval, reason: a person confirms}\n")
+    return f"[{policy}]"

@@ -5,22 +5,18 @@ from __future__ import annotations
 
 import json
 import time
-from urllib.parse import unquote
 
 import pytest
 from sqlmodel import select
 
 from agent.record import Run
-from agent.runtime import Runtime
 from agent.service.models import WorkItem
 from agent.service.queue import WorkQueue
-from tests.conftest import make_settings
 from tests.servers.base import LoopbackServer
 from tests.servers.platform import PlatformHooks
-from tests.service_support import serve
+from tests.service_support import approval_policy, serve
 from tools.base import ToolContext
 from tools.sandbox.models import SandboxComment, SandboxResetRequest
-from tools.sandbox.seed import seed_demo
 from tools.webhooks import EVENT_HEADER
 
 pytestmark = pytest.mark.slow
@@ -28,28 +24,6 @@ pytestmark = pytest.mark.slow
 RESET = {"text": "I forgot my password and can't log in, my email is jane@example.com", "requester_email": "jane@example.com", "ticket_id": "1003"}
 MANAGER = {"text": "Please reset the password for li.wei@example.com, I am her manager.", "requester_email": "omar@example.com", "ticket_id": "1001"}
 SECRET_ENV = "CASEPLAN_TEST_SERVICE_WEBHOOK_SECRET"
-
-
-@pytest.fixture
-def build(tmp_path, database_env, embedder, local_model, monkeypatch):
-    """A runtime over a fresh data folder with extra settings (environment-style overrides)."""
-    built: list[Runtime] = []
-
-    def make(**env: str) -> Runtime:
-        runtime = Runtime.build(make_settings(tmp_path / "data", **database_env, **env), embedder=embedder, local_model=local_model)
-        seed_demo(runtime.sandbox)
-        built.append(runtime)
-        return runtime
-
-    yield make
-    for runtime in built:
-        runtime.engine.dispose()
-
-
-def approval_policy(tmp_path) -> str:
-    policy = tmp_path / "approve_resets.yaml"
-    policy.write_text("version: 1\nrules:\n  - {id: reset-approval, tools: [password_reset], decision: needs_approval, reason: a person confirms}\n")
-    return f"[{policy}]"
 
 
 def test_post_ticket_signed_webhook_and_read_the_run(build, monkeypatch):
@@ -201,11 +175,11 @@ def test_escalation_claim_resolve_with_reply_reaches_the_ticket(build):
             assert taken.status_code == 409 and "claimed by test-agent" in taken.json()["detail"]
         assert agent.post(f"/v1/escalations/{esc}/resolve", json={"resolution": "   "}).status_code == 422  # blank is not a resolution
         assert agent.post(f"/v1/escalations/{esc}/resolve", content=b"resolution=x").status_code == 415
-        agent.cookies.set("caseplan_key", service.keys["agent"])
-        too_long = agent.post(f"/console/escalations/{esc}/resolve", data={"resolution": "R" * 4001}, follow_redirects=False)
-        assert too_long.status_code == 303 and "at most 4000 characters" in unquote(too_long.headers["location"])
+        with service.browser("agent") as browser:
+            too_long = browser.post(f"/console/escalations/{esc}/resolve", data=service.form("agent", resolution="R" * 4001, reply="kept"))
+            assert too_long.status_code == 422 and "at most 4000 characters" in too_long.text
+            assert ">kept</textarea>" in too_long.text  # what the agent typed is still there
         assert agent.get(f"/v1/escalations/{esc}").json()["status"] == "claimed"  # the console refused it too
-        agent.cookies.clear()
         reply = "We cannot reset another person's password; Li Wei can request it herself."
         resolved = agent.post(f"/v1/escalations/{esc}/resolve", json={"resolution": "explained policy", "reply": reply})
         assert resolved.status_code == 200, resolved.text
@@ -234,7 +208,7 @@ def test_escalation_queue_pages_past_the_first_hundred(build):
         assert 'id="newer"' in page_two and 'id="older"' not in page_two
         assert all(escalation_id in page_two for escalation_id in rest)
         assert agent.get("/console/escalations", params={"page": "²"}).status_code == 200  # not a page number: the first
-        refused = agent.post(f"/console/escalations/{created[0]}/resolve", data={"resolution": "done\x00"})
+        refused = agent.post(f"/console/escalations/{created[0]}/resolve", data=service.form("agent", resolution="done\x00"))
         assert refused.status_code == 400 and "NUL" in refused.text
 
 

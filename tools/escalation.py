@@ -1,4 +1,4 @@
-"""The human escalation queue (caseplan's own table) and the `escalate_to_human` tool."""
+"""The human escalation queue and its desk trail (caseplan's own tables) and the `escalate_to_human` tool."""
 
 from __future__ import annotations
 
@@ -34,6 +34,21 @@ class Escalation(SQLModel, table=True):
     resolution: str | None = None
     created_at: datetime = Field(default_factory=_utcnow)
     updated_at: datetime = Field(default_factory=_utcnow)
+
+
+class DeskEvent(SQLModel, table=True):
+    """One move a person made on an escalation (claimed, released, resolved, or a reply the
+    helpdesk refused), written in the same transaction as the move: who told the customer what,
+    and when, for the agent who picks the case up next and for the auditor."""
+
+    __tablename__ = "desk_event"
+    id: int | None = Field(default=None, primary_key=True)
+    escalation_id: str = Field(index=True)
+    run_id: str = Field(index=True)
+    action: str
+    actor: str
+    detail: dict = Field(default_factory=dict, sa_column=Column(JSON))
+    at: datetime = Field(default_factory=_utcnow)
 
 
 class EscalationNotifier(Protocol):

@@ -14,6 +14,7 @@ from agent.service.problems import ProblemError
 from agent.service.request_rules import refuse_unknown_query
 
 COOKIE = "caseplan_key"
+SAFE_METHODS = frozenset({"GET", "HEAD"})
 _bearer = HTTPBearer(auto_error=False, description="An API key: `caseplan keys create --role R --name N`.")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
@@ -27,8 +28,11 @@ def caller(
     bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
     header: str | None = Depends(_header),
 ) -> ApiKey:
-    """The live key behind the request, rate limited; 401 without one, 429 over the limit."""
-    secret = (bearer.credentials if bearer else None) or header or request.cookies.get(COOKIE)
+    """The live key behind the request, rate limited; 401 without one, 429 over the limit. The
+    console's cookie counts only for reads (an export link): a browser sends it with a form
+    posted from another port of the same site, so changes need the key in a header."""
+    cookie = request.cookies.get(COOKIE) if request.method in SAFE_METHODS else None
+    secret = (bearer.credentials if bearer else None) or header or cookie
     if not secret:
         raise ProblemError(401, "an API key is required (Authorization: Bearer <key> or X-API-Key)", headers={"WWW-Authenticate": "Bearer"})
     ctx = context(request)

@@ -1,14 +1,18 @@
 """The console at /console: server-rendered pages (Jinja2) and plain HTML forms.
 
 Agents work the escalation queue and answer approvals; auditors read runs, verify and export
-them. Logging in stores the API key in an HttpOnly, SameSite=Strict cookie; every action goes
-through the same desk, approval and audit functions as the JSON API, under the same roles."""
+them. Logging in stores the API key in an HttpOnly, SameSite=Strict cookie; every form carries a
+token tied to that key (`console_forms`); every action goes through the same desk, approval and
+audit functions as the JSON API, under the same roles."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, get_args
-from urllib.parse import parse_qs, quote
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -18,18 +22,38 @@ from pydantic import ValidationError
 from agent.audit import RunQuery, list_runs, report_run, run_timeline
 from agent.record import UnknownRunError
 from agent.service.auth import COOKIE, actor, context, take_request
+from agent.service.console_forms import TOKEN_FIELD, form_token, read_form
 from agent.service.context import ServiceContext
 from agent.service.desk import DeskError, EscalationStatus
 from agent.service.models import ApiKey
-from agent.service.problems import ProblemError
+from agent.service.problems import TITLES, ProblemError, problem_response
 from agent.service.routes.approvals import decide
-from agent.service.schemas import ResolveBody
+from agent.service.schemas import MAX_NOTE_CHARS, ResolveBody
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+def _when(moment: datetime | None) -> str:
+    """A stored time with its date and zone (times are stored in UTC; SQLite drops the zone)."""
+    if moment is None:
+        return "-"
+    return (moment.astimezone(UTC) if moment.tzinfo else moment).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+templates.env.filters["shown"] = lambda value, indent=2: json.dumps(value, ensure_ascii=False, indent=indent, default=str)  # text as written; autoescaped
+templates.env.filters["when"] = _when
 Ctx = Annotated[ServiceContext, Depends(context)]
-MAX_FORM_BYTES = 16384
-ESCALATIONS_PAGE = 100
+PAGE_ROWS = 100
+# Console pages hold tickets and keys' work: never cached (Back after logging out shows
+# nothing), never framed (clickjacking), and no Referer with run ids to other sites.
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+}
 
 
 class LoginRequired(Exception):
@@ -37,11 +61,26 @@ class LoginRequired(Exception):
 
 
 def install(app: FastAPI) -> None:
-    """Console pages send a browser without a valid cookie to the login form."""
+    """Console pages send a browser without a valid cookie to the login form, show errors as
+    pages, and carry PAGE_HEADERS."""
 
     @app.exception_handler(LoginRequired)
     async def _login(_: Request, __: LoginRequired) -> RedirectResponse:
         return RedirectResponse("/console/login", status_code=303)
+
+    @app.exception_handler(ProblemError)
+    async def _problem(request: Request, exc: ProblemError) -> Response:
+        if not request.url.path.startswith("/console"):
+            return problem_response(exc.status, exc.detail, exc.headers, exc.errors)
+        title = TITLES.get(exc.status, "Error")
+        return templates.TemplateResponse(request, "error.html", {"user": None, "title": title, "detail": exc.detail}, status_code=exc.status, headers=exc.headers)
+
+    @app.middleware("http")
+    async def _page_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        if request.url.path.startswith("/console"):
+            response.headers.update(PAGE_HEADERS)
+        return response
 
 
 def console_user(request: Request) -> ApiKey:
@@ -63,20 +102,19 @@ def _allow(key: ApiKey, *roles: str) -> None:
 
 
 async def _form(request: Request) -> dict[str, str]:
-    raw = await request.body()
-    if len(raw) > MAX_FORM_BYTES:
-        raise ProblemError(413, f"the form is over {MAX_FORM_BYTES} bytes")
-    try:
-        parsed = parse_qs(raw.decode("utf-8"), keep_blank_values=True)
-    except UnicodeDecodeError:
-        raise ProblemError(400, "the form is not valid UTF-8") from None
-    if any("\x00" in name or "\x00" in value for name, values in parsed.items() for value in values):
-        raise ProblemError(400, "the form contains a NUL character")
-    return {name: values[-1] for name, values in parsed.items()}
+    """A logged-in page's form (the caller is already authenticated by its cookie)."""
+    return await read_form(request, request.cookies.get(COOKIE, ""))
 
 
-def _page(request: Request, name: str, user: ApiKey | None, **values: Any) -> HTMLResponse:
-    return templates.TemplateResponse(request, name, {"user": user, **values})
+def _page(request: Request, name: str, user: ApiKey | None, status_code: int = 200, **values: Any) -> HTMLResponse:
+    secret = request.cookies.get(COOKIE)
+    token = form_token(secret) if user is not None and secret else ""
+    return templates.TemplateResponse(request, name, {"user": user, "token_field": TOKEN_FIELD, "token": token, **values}, status_code=status_code)
+
+
+def _page_number(page: str) -> int:
+    """A page number from the query; anything else is the first page."""
+    return int(page) if page.isascii() and page.isdigit() and 0 < len(page) <= 6 and int(page) > 0 else 1
 
 
 def _back(url: str, message: str = "") -> RedirectResponse:
@@ -99,7 +137,7 @@ def login_form(request: Request) -> HTMLResponse:
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request, ctx: Ctx) -> Response:
-    secret = (await _form(request)).get("key", "").strip()
+    secret = (await read_form(request, None)).get("key", "").strip()
     key = ctx.keys.verify(secret) if secret else None
     if key is None or key.role not in ("agent", "auditor", "admin"):
         return templates.TemplateResponse(request, "login.html", {"user": None, "error": "That key is unknown, revoked, or not an agent, auditor or admin key."}, status_code=401)
@@ -109,7 +147,8 @@ async def login(request: Request, ctx: Ctx) -> Response:
 
 
 @router.post("/logout")
-def logout() -> Response:
+async def logout(request: Request) -> Response:
+    await _form(request)
     response = RedirectResponse("/console/login", status_code=303)
     response.delete_cookie(COOKIE, path="/")
     return response
@@ -118,15 +157,18 @@ def logout() -> Response:
 @router.get("/escalations", response_class=HTMLResponse)
 def escalations(request: Request, user: User, ctx: Ctx, status: str = "open", queue: str = "", page: str = "1", flash: str = "") -> HTMLResponse:
     _allow(user, "agent")
-    number = int(page) if page.isascii() and page.isdigit() and 0 < len(page) <= 6 and int(page) > 0 else 1
+    number = _page_number(page)
     statuses = get_args(EscalationStatus)
-    rows = ctx.desk.list(status if status in statuses else None, queue or None, ESCALATIONS_PAGE, (number - 1) * ESCALATIONS_PAGE)
-    more = len(rows) == ESCALATIONS_PAGE
+    if status not in (*statuses, "all"):
+        flash, status = f"There is no status {status!r}; showing open escalations.", "open"
+    rows = ctx.desk.list(status if status in statuses else None, queue or None, PAGE_ROWS + 1, (number - 1) * PAGE_ROWS)
+    more = len(rows) > PAGE_ROWS
+    rows = rows[:PAGE_ROWS]
     return _page(request, "escalations.html", user, rows=rows, status=status, statuses=[*statuses, "all"], queue=queue, page=number, more=more, flash=flash, me=actor(user))
 
 
 def _evidence(ctx: ServiceContext, run_id: str) -> dict[str, Any]:
-    """The run as the agent needs it: route, plan, timeline, retrieved passages."""
+    """The run as the record shows it (masked): route, plan, timeline, retrieved passages."""
     timeline = run_timeline(ctx.audit, run_id)
     plans = [e.payload.get("plan") or {} for e in timeline.events if e.kind == "plan" and isinstance(e.payload, dict)]  # the attempt, then any escalation plan
     passages = [
@@ -145,7 +187,17 @@ def escalation(request: Request, escalation_id: str, user: User, ctx: Ctx, flash
         row = ctx.desk.get(escalation_id)
     except DeskError as exc:
         raise ProblemError(exc.status, exc.message) from None
-    return _page(request, "escalation.html", user, row=row, flash=flash, me=actor(user), **_evidence(ctx, row.run_id))
+    return _escalation_page(request, user, ctx, row.id, flash)
+
+
+def _escalation_page(request: Request, user: ApiKey, ctx: Ctx, escalation_id: str, flash: str = "", draft: dict[str, str] | None = None) -> HTMLResponse:
+    """The escalation with the ticket as the customer wrote it (the person handling it needs
+    the original; the record's copy is masked), and, after a refused resolve, what was typed."""
+    row = ctx.desk.get(escalation_id)
+    evidence = _evidence(ctx, row.run_id)
+    ticket = ctx.runtime.store.original_ticket(row.run_id)
+    values = {"row": row, "flash": flash, "me": actor(user), "draft": draft or {}, "history": ctx.desk.history(row.id), "original": ticket}
+    return _page(request, "escalation.html", user, status_code=422 if draft else 200, **values, **evidence)
 
 
 @router.post("/escalations/{escalation_id}/{action}")
@@ -153,6 +205,7 @@ async def escalation_action(request: Request, escalation_id: str, action: str, u
     _allow(user, "agent")
     form = await _form(request)
     here = f"/console/escalations/{escalation_id}"
+    draft = {"resolution": form.get("resolution", ""), "reply": form.get("reply", "")}
     try:
         if action == "claim":
             ctx.desk.claim(escalation_id, actor(user))
@@ -162,12 +215,15 @@ async def escalation_action(request: Request, escalation_id: str, action: str, u
             return _back("/console/escalations", "Released.")
         if action == "resolve":
             try:
-                body = ResolveBody(resolution=form.get("resolution", ""), reply=form.get("reply", "").strip() or None)
+                body = ResolveBody(resolution=draft["resolution"], reply=draft["reply"].strip() or None)
             except ValidationError as exc:
-                return _back(here, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+                problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+                return _escalation_page(request, user, ctx, escalation_id, problem, draft)
             ctx.desk.resolve(escalation_id, actor(user), body.resolution, body.reply)
             return _back(here, "Resolved.")
     except DeskError as exc:
+        if action == "resolve" and exc.status != 404:  # keep what the agent typed
+            return _escalation_page(request, user, ctx, escalation_id, exc.message, draft)
         return _back(here, exc.message)
     raise ProblemError(404, f"unknown action {action!r}")
 
@@ -175,28 +231,33 @@ async def escalation_action(request: Request, escalation_id: str, action: str, u
 @router.get("/approvals", response_class=HTMLResponse)
 def approvals(request: Request, user: User, ctx: Ctx, flash: str = "") -> HTMLResponse:
     _allow(user, "agent")
-    return _page(request, "approvals.html", user, rows=ctx.runtime.store.approvals(status="pending"), flash=flash)
+    rows = ctx.runtime.store.approvals(status="pending")
+    tickets = {row.run_id: ctx.runtime.store.original_ticket(row.run_id) for row in rows}  # what the approver decides about
+    return _page(request, "approvals.html", user, rows=rows, tickets=tickets, flash=flash)
 
 
 @router.post("/approvals/{approval_id}")
 async def answer_approval(request: Request, approval_id: str, user: User, ctx: Ctx) -> Response:
     _allow(user, "agent")
     form = await _form(request)
-    decision = form.get("decision")
+    decision, note = form.get("decision"), form.get("note", "")
     if decision not in ("approve", "reject"):
         return _back("/console/approvals", "Choose approve or reject.")
+    if len(note) > MAX_NOTE_CHARS:
+        return _back("/console/approvals", f"The note has {len(note)} characters; at most {MAX_NOTE_CHARS} are kept. Nothing was decided.")
     try:
-        row = decide(ctx, approval_id, decision == "approve", actor(user), form.get("note", "")[:2000])
+        row = decide(ctx, approval_id, decision == "approve", actor(user), note)
     except ProblemError as exc:
         return _back("/console/approvals", exc.detail)
     return _back(f"/console/runs/{row.run_id}", f"{'Approved' if decision == 'approve' else 'Rejected'}; the run continues.")
 
 
 @router.get("/runs", response_class=HTMLResponse)
-def runs(request: Request, user: User, ctx: Ctx, status: str = "") -> HTMLResponse:
+def runs(request: Request, user: User, ctx: Ctx, status: str = "", page: str = "1") -> HTMLResponse:
     _allow(user, "agent", "auditor")
-    rows = list_runs(ctx.audit, RunQuery(status=status or None, limit=100))
-    return _page(request, "runs.html", user, rows=rows, status=status)
+    number = _page_number(page)
+    rows = list_runs(ctx.audit, RunQuery(status=status or None, limit=PAGE_ROWS + 1, offset=(number - 1) * PAGE_ROWS))
+    return _page(request, "runs.html", user, rows=rows[:PAGE_ROWS], status=status, page=number, more=len(rows) > PAGE_ROWS)
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)

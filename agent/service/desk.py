@@ -2,21 +2,22 @@
 a reply to the customer, sent through the `ticket_update` tool once (ledger, idempotency key).
 
 Every move is one conditional UPDATE, so of two people (or two tabs) acting at once exactly one
-wins and the other gets a 409. Resolving passes through `resolving` while the reply is sent."""
+wins and the other gets a 409. Resolving passes through `resolving` while the reply is sent. Each
+move that happens is written to the desk's trail (`DeskEvent`) in the same transaction."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import ValidationError
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlmodel import Session, select
 
 from agent.runtime import Runtime
 from tools.base import ToolContext, ToolError
-from tools.escalation import Escalation
+from tools.escalation import DeskEvent, Escalation
 
 EscalationStatus = Literal["open", "claimed", "resolving", "resolved"]
 # A `resolving` escalation whose request died (a crash while the reply was being sent) can be
@@ -31,6 +32,14 @@ class DeskError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class Move(NamedTuple):
+    """What the trail says about one move: what happened, who did it, and its particulars."""
+
+    action: str
+    actor: str
+    detail: dict[str, Any] = {}
 
 
 class EscalationDesk:
@@ -56,28 +65,41 @@ class EscalationDesk:
             raise DeskError(404, f"unknown escalation id {escalation_id!r}")
         return row
 
-    def _transition(self, escalation_id: str, where_status: str, holder: str | None, idle_since: datetime | None = None, **values: object) -> bool:
+    def history(self, escalation_id: str) -> Sequence[DeskEvent]:
+        """The escalation's trail, oldest first."""
+        with Session(self.engine) as session:
+            return session.exec(select(DeskEvent).where(DeskEvent.escalation_id == escalation_id).order_by(DeskEvent.id)).all()
+
+    def _transition(
+        self, escalation_id: str, where_status: str, holder: str | None, idle_since: datetime | None = None, move: Move | None = None, **values: object
+    ) -> bool:
         """Move one escalation from `where_status` (held by `holder`, when given; untouched since
-        `idle_since`, when given) in one UPDATE."""
+        `idle_since`, when given) in one UPDATE, and write `move` to the trail if it happened."""
         t = self._table
         condition = [t.c.id == escalation_id, t.c.status == where_status]
         if holder is not None:
             condition.append(t.c.claimed_by == holder)
         if idle_since is not None:
             condition.append(t.c.updated_at < idle_since)
+        now = datetime.now(UTC)
         with self.engine.begin() as conn:
-            return bool(conn.execute(update(t).where(*condition).values(**values, updated_at=datetime.now(UTC))).rowcount)
+            moved = bool(conn.execute(update(t).where(*condition).values(**values, updated_at=now)).rowcount)
+            if moved and move is not None:
+                run_id = conn.execute(select(t.c.run_id).where(t.c.id == escalation_id)).scalar_one()
+                trail = {"escalation_id": escalation_id, "run_id": run_id, "action": move.action, "actor": move.actor, "detail": move.detail, "at": now}
+                conn.execute(insert(DeskEvent.__table__).values(**trail))
+        return moved
 
     def claim(self, escalation_id: str, by: str) -> Escalation:
         """Take an open escalation; claiming one you already hold is a no-op."""
-        if not self._transition(escalation_id, "open", None, status="claimed", claimed_by=by):
+        if not self._transition(escalation_id, "open", None, move=Move("claimed", by), status="claimed", claimed_by=by):
             row = self.get(escalation_id)
             if not (row.status == "claimed" and row.claimed_by == by):
                 raise DeskError(409, self._why_not(row, by))
         return self.get(escalation_id)
 
     def release(self, escalation_id: str, by: str) -> Escalation:
-        if not self._transition(escalation_id, "claimed", by, status="open", claimed_by=None):
+        if not self._transition(escalation_id, "claimed", by, move=Move("released", by), status="open", claimed_by=None):
             raise DeskError(409, self._why_not(self.get(escalation_id), by))
         return self.get(escalation_id)
 
@@ -93,10 +115,12 @@ class EscalationDesk:
             raise DeskError(409, self._why_not(self.get(escalation_id), by))
         try:
             sent = self._send_reply(self.get(escalation_id), reply) if reply else None
-        except Exception:
-            self._transition(escalation_id, "resolving", by, status="claimed", resolution=None)
+        except Exception as exc:
+            refused = Move("reply_refused", by, {"reply": reply, "error": exc.message if isinstance(exc, DeskError) else type(exc).__name__})
+            self._transition(escalation_id, "resolving", by, move=refused, status="claimed", resolution=None)
             raise
-        self._transition(escalation_id, "resolving", by, status="resolved")
+        done = Move("resolved", by, {"resolution": resolution, "reply": reply, "ticket_update": sent})
+        self._transition(escalation_id, "resolving", by, move=done, status="resolved")
         return self.get(escalation_id), sent
 
     def _send_reply(self, row: Escalation, reply: str) -> dict:

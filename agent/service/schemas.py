@@ -82,9 +82,12 @@ class ApprovalOut(BaseModel):
         return cls.model_validate(row.model_dump())
 
 
+MAX_NOTE_CHARS = 2000
+
+
 class ApprovalDecision(_Body):
     decision: Literal["approve", "reject"]
-    note: str = Field("", max_length=2000)
+    note: str = Field("", max_length=MAX_NOTE_CHARS)
 
 
 class EscalationOut(BaseModel):
