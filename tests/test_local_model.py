@@ -115,3 +115,11 @@ def test_restored_system_prompt_state_gives_the_same_answers():
         answers[name] = outputs
     assert answers["reusing"] == answers["fresh"]
     assert len(reusing._prefix_states) == 2 and not fresh._prefix_states
+
+
+def test_a_ticket_longer_than_the_context_window_in_tokens_is_model_unavailable_not_a_crash(local_model):
+    """1,450 characters of emoji are about 4,400 tokens: more than n_ctx 2048. The graph turns
+    ModelUnavailable into an escalation; llama.cpp's own ValueError would have crashed the run."""
+    ticket = Ticket(text="Is ticket 1002 closed yet or still open? " + ("😡🙏💳" * 600)[:1450], requester_email="li.wei@example.com")
+    with pytest.raises(ModelUnavailable, match="cannot answer: Requested tokens"):
+        LocalRouteModel(local_model).choose(ticket, templates())

@@ -11,7 +11,6 @@ carried by the exception (`model_unavailable`, `budget_exceeded`).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -20,12 +19,14 @@ from typing import Any
 
 import httpx
 import structlog
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from agent.models.calls import ModelCall
 from agent.settings import ApiModelSettings
 from policies.pii import PII_KINDS, mask_text
+from tools.base import first_problem
 from tools.http import ResponseRefused, fetch, retry_after_s
+from tools.http_deadline import bounded_client
 
 log = structlog.get_logger(__name__)
 
@@ -73,8 +74,32 @@ class TicketBudget:
         self.calls.append(call)
 
 
+class _Usage(BaseModel):
+    prompt_tokens: int = Field(0, ge=0)
+    completion_tokens: int = Field(0, ge=0)
+
+
+class _Message(BaseModel):
+    content: str | None = None
+
+
+class _Choice(BaseModel):
+    message: _Message
+
+
+class _Completion(BaseModel):
+    """The parts of an OpenAI-style chat completion caseplan reads, checked: token counts feed
+    the budget and the cost, and the model id is stored."""
+
+    choices: list[_Choice] = Field(min_length=1)
+    usage: _Usage | None = None
+    model: str | None = Field(None, max_length=200)
+
+
 class ApiModel:
     """OpenAI-compatible chat completions over httpx; one instance per process is enough."""
+
+    MAX_USER_CHARS = 6000  # cut after masking: a value cut in half first would no longer be recognised as PII
 
     def __init__(
         self,
@@ -91,7 +116,7 @@ class ApiModel:
         self.sleep = sleep
         key = (env if env is not None else os.environ).get(settings.api_key_env, "")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.client = client or httpx.Client(base_url=settings.base_url.rstrip("/"), timeout=settings.timeout_s, headers=headers)
+        self.client = client or bounded_client(base_url=settings.base_url.rstrip("/"), timeout=settings.timeout_s, headers=headers)
         self.model_id = settings.model
         self.pii_kinds = tuple(pii_kinds)  # masked before anything leaves for the third party
 
@@ -101,10 +126,13 @@ class ApiModel:
     def complete(self, purpose: str, system: str, user: str, output: type[BaseModel], budget: TicketBudget) -> ModelCall:
         """A validated structured answer (`.output` is the model's dict), or ApiModelError."""
         schema = output.model_json_schema()
-        messages = [{"role": "system", "content": system}, {"role": "user", "content": mask_text(user, self.pii_kinds)}]
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": mask_text(user, self.pii_kinds)[: self.MAX_USER_CHARS]}]
         for attempt in range(self.settings.max_reasks + 1):
             budget.check(self.settings.max_tokens)
-            call, text = self._post(purpose, messages, schema, output.__name__)
+            try:
+                call, text = self._post(purpose, messages, schema, output.__name__)
+            except ApiUnavailable as exc:  # the calls already paid for stay on the record
+                raise ApiUnavailable(str(exc), list(budget.calls)) from None
             budget.charge(call)
             try:
                 parsed = output.model_validate_json(text)
@@ -163,19 +191,19 @@ class ApiModel:
 
     def _call(self, purpose: str, params: dict[str, Any], response: httpx.Response, latency: float) -> tuple[ModelCall, str]:
         try:
-            data = response.json()
-            text = data["choices"][0]["message"]["content"] or ""
-        except (json.JSONDecodeError, KeyError, IndexError, TypeError):
-            data, text = {}, response.text[:2000]
-        usage = data.get("usage") or {}
-        prompt, completion = int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
-        cost = prompt / 1000 * self.settings.usd_per_1k_prompt_tokens + completion / 1000 * self.settings.usd_per_1k_completion_tokens
+            completion = _Completion.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise ApiUnavailable(f"{self.model_id}: HTTP 200 that is not a chat completion ({first_problem(exc)})") from None
+        text = completion.choices[0].message.content or ""
+        usage = completion.usage or _Usage()
+        prompt, completion_tokens = usage.prompt_tokens, usage.completion_tokens
+        cost = prompt / 1000 * self.settings.usd_per_1k_prompt_tokens + completion_tokens / 1000 * self.settings.usd_per_1k_completion_tokens
         call = ModelCall(
             purpose=purpose,
-            model_id=str(data.get("model") or self.model_id),
+            model_id=completion.model or self.model_id,
             params=params,
             prompt_tokens=prompt,
-            completion_tokens=completion,
+            completion_tokens=completion_tokens,
             latency_ms=round(latency, 2),
             cost_usd=round(cost, 6),
         )

@@ -120,11 +120,14 @@ class LocalModel:
             saved = self._prefix_states.get(system) if self.reuse_prefix else None
             if saved is not None:
                 self._llama.load_state(saved)
-            response = self._llama.create_chat_completion(
-                messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
-                response_format={"type": "json_object", "schema": schema},
-                **params,
-            )
+            try:
+                response = self._llama.create_chat_completion(
+                    messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+                    response_format={"type": "json_object", "schema": schema},
+                    **params,
+                )
+            except ValueError as exc:  # llama.cpp's refusal, e.g. a prompt longer than the context window
+                raise ModelUnavailable(f"{self.model_id} cannot answer: {exc}") from None
             if self.reuse_prefix and saved is None and len(self._prefix_states) < 16:
                 self._prefix_states[system] = self._llama.save_state()
         latency = (time.perf_counter() - started) * 1000

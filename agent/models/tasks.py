@@ -85,5 +85,5 @@ class ApiRouteModel:
         names = [template.name for template in candidates]
         choice = create_model("RouteChoice", template=(Literal[(*names, NONE_FITS)], ...), __config__=ConfigDict(extra="forbid"))
         menu = "\n".join(f"- {template.name}: {template.description}" for template in candidates)
-        user = f"Workflows:\n{menu}\n\nTicket:\n{ticket.full_text[:4000]}"
+        user = f"Workflows:\n{menu}\n\nTicket:\n{ticket.full_text}"  # masked, then cut, by the API model
         return self.model.complete("route", ROUTE_SYSTEM, user, choice, budget)
