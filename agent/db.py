@@ -9,24 +9,40 @@ from typing import Any
 
 from sqlalchemy import Table, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, OperationalError
 from sqlmodel import create_engine
+
+
+class DatabaseUrlError(ValueError):
+    """A database URL that names no usable database: unknown or uninstalled driver, not a URL,
+    or a SQLite file whose folder cannot be made."""
 
 
 def make_engine(url: str) -> Engine:
     """Create an engine; for SQLite files, create the folder and tune for many small writes."""
-    if url.startswith("sqlite:///") and not url.endswith(":memory:"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     is_sqlite = url.startswith("sqlite")
-    engine = create_engine(
-        url,
-        connect_args={"check_same_thread": False, "timeout": 30} if is_sqlite else {},
-        pool_pre_ping=not is_sqlite,
-    )
+    try:
+        if url.startswith("sqlite:///") and not url.endswith(":memory:"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30} if is_sqlite else {},
+            pool_pre_ping=not is_sqlite,
+        )
+    except (ArgumentError, NoSuchModuleError, ImportError, OSError) as exc:
+        raise DatabaseUrlError(f"database URL {_shown(url)} cannot be used: {exc}; expected e.g. postgresql+psycopg://user@host/db or sqlite:///path") from None
     if is_sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _shown(url: str) -> str:
+    """The URL without its password, for error messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return repr(url[:80])
 
 
 # The database cannot be used right now (unreachable, refusing connections, locked, read-only

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 PII_KINDS = ("email", "card", "iban", "national_id", "phone")
 
@@ -156,5 +157,16 @@ class MaskingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.kinds:
-            record.msg, record.args = mask_text(record.getMessage(), self.kinds), None
+            record.msg, record.args = mask_text(url_decoded(record.getMessage()), self.kinds), None
+            if record.exc_info or record.exc_text:  # the traceback's text is printed too (another handler may have cached it)
+                record.exc_text = mask_text(record.exc_text or logging.Formatter().formatException(record.exc_info), self.kinds)
         return True
+
+
+def url_decoded(text: str) -> str:
+    """`text` with %XX escapes decoded when that is all that hid a finding (an access log's
+    path writes "@" as "%40"); otherwise unchanged."""
+    if "%" not in text:
+        return text
+    decoded = unquote(text)
+    return decoded if find_pii(decoded) else text

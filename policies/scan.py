@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 
 from agent.schema import MANAGED_TABLES, record_metadata
 from agent.vault import mask_record
-from policies.pii import find_pii
+from policies.pii import find_pii, url_decoded
 from tools.safe_parse import check_regular
 
 DEFAULT_KINDS = ("email", "phone", "card")
@@ -36,7 +36,8 @@ def _excerpt(text: str, start: int, end: int, kind: str) -> str:
 
 
 def scan_text(text: str, where: str, kinds: Iterable[str] = DEFAULT_KINDS) -> list[ScanFinding]:
-    """Findings in one string; machine identifiers (hashes, run ids) are not PII."""
+    """Findings in one string (URL escapes decoded); machine identifiers (hashes, run ids) are not PII."""
+    text = url_decoded(text)
     if mask_record(text, tuple(kinds)) == text:  # the record's own rule for what counts
         return []
     return [

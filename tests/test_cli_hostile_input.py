@@ -247,3 +247,22 @@ def test_a_record_file_that_is_not_a_database_is_one_error_line(tmp_path):
     database.write_bytes(os.urandom(8192))
     for args in (["audit", "list"], ["stats"], ["db", "current"]):
         _one_error(invoke(cli_env(settings), *args), "the database cannot be used (file is not a database)")
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("postgres://caseplan@db.internal/caseplan", ("database URL postgres://", "Can't load plugin")),
+        ("postgresql+psycopg2://u:hunter2secret@db.internal/d", ("postgresql+psycopg2://u:***@db.internal/d", "psycopg2")),
+        ("notaurl", ("database URL 'notaurl'", "Could not parse")),
+        ("sqlite:///{tmp}/a-file/x.db", ("/a-file/x.db cannot be used", "File exists")),
+    ],
+    ids=["postgres scheme", "driver not installed", "not a URL", "folder is a file"],
+)
+def test_a_database_url_that_names_no_usable_database_is_one_line_without_its_password(tmp_path, url, words):
+    (tmp_path / "a-file").write_text("not a folder")
+    env = {"CASEPLAN_DATA_DIR": str(tmp_path / "data"), "CASEPLAN__DATABASE__URL": url.format(tmp=tmp_path)}
+    for command in (("audit", "list"), ("tools", "list")):
+        result = invoke(env, *command)
+        _one_error(result, *words)
+        assert "hunter2secret" not in result.output

@@ -4,6 +4,7 @@ which finds what escaped masking in log files and in the stored record."""
 from __future__ import annotations
 
 import io
+import json
 import logging
 import sys
 
@@ -39,6 +40,23 @@ def test_logs_are_masked_per_destination_setting(monkeypatch):
     assert "jane@example.com" in unmasked.getvalue()  # an empty list sends that destination the values
     configure_logging(LoggingSettings())
 
+
+
+def test_an_access_log_path_and_a_traceback_are_masked_too(monkeypatch):
+    """uvicorn writes "@" in a path as "%40", which hid the address from the patterns; a
+    third-party traceback is printed from the exception, not the message."""
+    stream = capture_logs(monkeypatch, ["email", "phone"])
+    logging.getLogger("uvicorn.access").info('127.0.0.1 - "GET /v1/runs/jane.doe%40example.com HTTP/1.1" 404')
+    try:
+        raise ValueError("no account for omar@example.com")
+    except ValueError:
+        logging.getLogger("thirdparty").exception("lookup failed")
+    logging.getLogger("thirdparty").warning("discount 100%s off", "%")  # no PII behind the escape: unchanged
+    written = stream.getvalue()
+    assert "jane.doe%40example.com" not in written and "omar@example.com" not in written and written.count("[email:") >= 2
+    assert "discount 100% off" in written and all(json.loads(line) for line in written.splitlines())  # JSON lines, as configured
+    assert [f.kind for f in scan_text('"GET /v1/runs/jane.doe%40example.com HTTP/1.1"', "log")] == ["email"]
+    configure_logging(LoggingSettings())
 
 def test_scan_text_ignores_placeholders_partial_forms_and_machine_ids():
     assert scan_text("[email:1a2b3c4d] j***@example.com run_0123456789abcdef0123", "x") == []

@@ -171,3 +171,36 @@ def test_a_database_error_mid_run_leaves_the_run_to_its_lease_until_it_looks_per
     assert result is not None and result.status == "failed"
     assert "OperationalError: database is locked" in runtime.store.get_run(run.id).error
     assert queue_entry()["state"] == "done"
+
+
+def test_a_worker_whose_every_iteration_fails_backs_off_instead_of_flooding_the_log():
+    """The database down all night: the traceback once per streak and waits doubling up to a
+    bound, not an error every poll; the first success resets both."""
+
+    class Failing(Worker):
+        def __init__(self, failures: int) -> None:  # only what run_forever reads
+            self.id, self.settings, self.calls, self.failures = "w-test", make_settings(Path("unused")).service.model_copy(update={"poll_s": 0.05}), 0, failures
+
+        def run_once(self):  # noqa: ANN202
+            self.calls += 1
+            if self.calls <= self.failures:
+                raise sqlite3.OperationalError("unable to open database file")
+            return None
+
+    stop = threading.Event()
+    worker = Failing(failures=10**6)
+    thread = threading.Thread(target=worker.run_forever, args=(stop,))
+    thread.start()
+    time.sleep(1.6)  # without backoff: 32 polls; with it: 0.1 + 0.2 + 0.4 + 0.8 s of waiting
+    stop.set()
+    thread.join(5)
+    assert 3 <= worker.calls <= 6, worker.calls
+
+    recovering = Failing(failures=2)
+    stop = threading.Event()
+    thread = threading.Thread(target=recovering.run_forever, args=(stop,))
+    thread.start()
+    time.sleep(1.0)  # two failures (0.1 + 0.2 s), then polls every 0.05 s again
+    stop.set()
+    thread.join(5)
+    assert recovering.calls > 8, recovering.calls

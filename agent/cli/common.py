@@ -16,7 +16,7 @@ from typing import IO, Any, NoReturn
 
 import typer
 
-from agent.db import UNUSABLE_ERRORS, unavailable_reason
+from agent.db import UNUSABLE_ERRORS, DatabaseUrlError, unavailable_reason
 from agent.integrity import RecordError
 from agent.logging import configure_logging
 from agent.record import UnknownRunError
@@ -41,6 +41,7 @@ EXPECTED_ERRORS: tuple[type[Exception], ...] = (
     UnknownToolError,
     RecordError,
     KnowledgeIndexError,
+    DatabaseUrlError,
 )
 
 

@@ -45,5 +45,6 @@ class CompletionNotifier:
             "error": result.error,
         }
         delivery = self.sender.send(FINISHED_EVENT, payload, idempotency_key=f"{result.run_id}:{FINISHED_EVENT}")
-        log.info("webhook", run_id=result.run_id, status=delivery.status, attempts=delivery.attempts, error=delivery.error)
+        report = log.info if delivery.status == "delivered" else log.warning  # the platform was never told: someone should know
+        report("webhook", run_id=result.run_id, status=delivery.status, attempts=delivery.attempts, error=delivery.error)
         return delivery

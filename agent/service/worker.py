@@ -29,6 +29,7 @@ FINISHED = ("completed", "escalated", "failed")
 # A run that meets an unavailable database is left to its lease and resumed; after this many
 # leases the error is taken as the run's own (a statement that always fails) and the run fails.
 DATABASE_ATTEMPTS = 10
+FAILING_WAIT_S = 10.0  # the longest wait between polls while every iteration fails
 
 
 def worker_id() -> str:
@@ -80,13 +81,25 @@ class Worker:
                 self.queue.complete(item.run_id, self.id, item.answer)
 
     def run_forever(self, stop: threading.Event) -> None:
+        """Poll until `stop`. While iterations keep failing (the database is down, say) the
+        wait doubles up to FAILING_WAIT_S and the traceback is logged once per streak, not
+        every poll: a night's outage must not fill the disk with the same error."""
         log.info("worker started", worker=self.id)
+        failures = 0
         while not stop.is_set():
             try:
                 worked = self.run_once() is not None
-            except Exception:  # a broken database connection must not end the worker
-                log.exception("worker iteration failed", worker=self.id)
-                worked = False
+            except Exception as exc:  # a broken database connection must not end the worker
+                failures += 1
+                if failures == 1:
+                    log.exception("worker iteration failed", worker=self.id)
+                else:
+                    log.warning("worker iteration failed again", worker=self.id, failures=failures, error=type(exc).__name__)
+                stop.wait(min(self.settings.poll_s * 2**failures, FAILING_WAIT_S))
+                continue
+            if failures:
+                log.info("worker recovered", worker=self.id, after_failures=failures)
+                failures = 0
             if not worked:
                 stop.wait(self.settings.poll_s)
         log.info("worker stopped", worker=self.id)
