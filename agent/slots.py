@@ -21,7 +21,7 @@ from tools.contracts.types import EMAIL_RE
 # engine try every split of the run (hours of CPU for one ticket).
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}")
 _TICKET = re.compile(
-    r"(?:\b(?:ticket|case|request)\s*(?:(?:number|no\.?|id)\s*)?(?:[:#]\s*)?#?|(?<![\w&])#)([A-Za-z]{0,6}-?\d{3,12})\b",
+    r"(?:\b(?:ticket|case|request)\s*(?:(?:number|no\.?|id)\s*)?(?:[-:#]\s*)?#?|(?<![\w&])#)((?:[A-Za-z]{1,6}-?)?\d{3,12})\b",
     re.IGNORECASE,
 )
 _ORDER = re.compile(r"\b(?:order|purchase)s?\s*(?:(?:number|no\.?|id)\s*)?(?:[:#]\s*)?#?([A-Za-z]{0,4}-?\d{4,20})\b", re.IGNORECASE)

@@ -19,6 +19,8 @@ def test_patterns_tell_orders_invoices_and_tickets_apart():
     assert find_pattern("order_id", text) == ["113542617735902"]
     assert find_pattern("email", text) == ["jane.doe@example.com"]
     assert find_pattern("ticket_id", "please cancel purchase #88231") == []
+    assert find_pattern("ticket_id", "What is the status of Ticket-1003?") == ["1003"]  # the dash joins, it is not a sign
+    assert find_pattern("ticket_id", "see request ZD-99812") == ["ZD-99812"]
     assert not is_grounded("ORD-1234", text) and is_grounded("order  113542617735902", text)
 
 
