@@ -212,6 +212,10 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
         if result.ok:
             return {"outputs": {**state["outputs"], step.id: result.output}, "step_index": state["step_index"] + 1, "results": results}
         message = (result.error or {}).get("message", "step failed")
+        if built.template == ESCALATE_TEMPLATE and _queued_anyway(deps, step.tool, result.idempotency_key):
+            log.warning("escalation queued, platform not told", run_id=state["run_id"], error=message)
+            carry_on = {"outputs": {**state["outputs"], step.id: {}}, "step_index": state["step_index"] + 1, "results": results}
+            return {**carry_on, "error": f"queued for a person, but the platform was not told: {message}"}
         if built.template == ESCALATE_TEMPLATE or step.on_error == "fail":
             return {**_fail(state, f"step {step.id} failed: {message}"), "results": results}
         kind = (result.error or {}).get("kind")
@@ -288,6 +292,13 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
     graph.add_conditional_edges("reply", _after_plan_or_reply, ["plan", "done"])
     graph.add_edge("done", END)
     return graph.compile(checkpointer=checkpointer)
+
+
+def _queued_anyway(deps: GraphDeps, tool_name: str, key: str | None) -> bool:
+    """A failed hand-off whose queue row was written (only its notice failed): the run is
+    escalated, as the queue says, not failed."""
+    queued = getattr(deps.executor.registry.get(tool_name), "queued", None)
+    return key is not None and queued is not None and queued(key)
 
 
 def _fail(state: RunState, message: str) -> dict[str, Any]:

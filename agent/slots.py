@@ -21,9 +21,10 @@ from tools.contracts.types import EMAIL_RE
 # engine try every split of the run (hours of CPU for one ticket).
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}")
 _TICKET = re.compile(
-    r"(?:\b(?:ticket|case|request)\s*(?:(?:number|no\.?|id)\s*)?(?:[-:#]\s*)?#?|(?<![\w&])#)((?:[A-Za-z]{1,6}-?)?\d{3,12})\b",
+    r"(?:\b(?:ticket|case|request)\s*(?:(?:number|no\.?|nr\.?|id|№)\s*(?:is\s+)?)?(?:[-:#]\s*)?#?|(?<![\w&])#)((?:[A-Za-z]{1,6}-?)?\d{3,12})\b",
     re.IGNORECASE,
 )
+_TICKET_LIST = re.compile(r"\b(?:tickets|cases|requests)\b((?:[^.!?\n\d]{0,12}#?\d{3,12}\b){1,10})", re.IGNORECASE)
 _ORDER = re.compile(r"\b(?:order|purchase)s?\s*(?:(?:number|no\.?|id)\s*)?(?:[:#]\s*)?#?([A-Za-z]{0,4}-?\d{4,20})\b", re.IGNORECASE)
 _INVOICE = re.compile(r"\b(?:invoice|bill|receipt)s?\s*(?:(?:number|no\.?|id)\s*)?(?:[:#]\s*)?#?([A-Za-z]{0,4}-?\d{3,20})\b", re.IGNORECASE)
 PATTERNS: dict[str, re.Pattern[str]] = {"email": _EMAIL, "ticket_id": _TICKET, "order_id": _ORDER, "invoice_id": _INVOICE}
@@ -56,7 +57,9 @@ def find_pattern(slot_type: str, text: str) -> list[str]:
                 continue
         if value not in found:
             found.append(value)
-    if slot_type == "ticket_id":
+    if slot_type == "ticket_id":  # "tickets 1003/1004", "2 tickets: 1003 and 1004": every one is a candidate
+        for listed in _TICKET_LIST.finditer(text):
+            found += [number for number in re.findall(r"\d{3,12}", listed.group(1)) if number not in found]
         others = {m.group(1) for other in _NOT_TICKETS for m in other.finditer(text)}
         found = [value for value in found if value not in others]
     return found

@@ -71,6 +71,20 @@ def test_reset_for_someone_elses_account_escalates_and_notifies_the_platform(tmp
     assert result.steps[-1]["output"]["notified"] == ["webhook"]
 
 
+
+def test_a_platform_that_never_takes_the_notice_still_leaves_the_run_escalated_as_the_queue_says(tmp_path, secrets, platforms, database_env):
+    """The queue row is written before the notice; when every notice attempt fails, a person
+    has the ticket all the same, so the run is escalated (with the failure noted), not failed."""
+    config, zendesk, okta, hooks = platforms
+    hooks.faults.extend([Fault("reply", Reply(503, {"error": "maintenance"}))] * 10)
+    runtime = build_runtime(tmp_path, config, "password_reset", env=database_env)
+    result = Runner(runtime).submit(Ticket(text="I want to speak to a manager", requester_email="omar@example.com", ticket_id="1005"))
+    assert result.status == "escalated", (result.status, result.error)
+    assert "queued for a person, but the platform was not told: webhook: HTTP 503" in result.error
+    [escalation] = EscalationQueue(runtime.engine).list()
+    assert escalation.run_id == result.run_id and hooks.accepted == [] and len(hooks.requests) == 3  # executor.max_attempts
+    assert runtime.store.get_run(result.run_id).escalation_reason == escalation.reason  # the record and the queue agree
+
 HTML_PAGE = "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1><p>nginx</p></body></html>"
 
 

@@ -21,6 +21,9 @@ def test_patterns_tell_orders_invoices_and_tickets_apart():
     assert find_pattern("ticket_id", "please cancel purchase #88231") == []
     assert find_pattern("ticket_id", "What is the status of Ticket-1003?") == ["1003"]  # the dash joins, it is not a sign
     assert find_pattern("ticket_id", "see request ZD-99812") == ["ZD-99812"]
+    assert find_pattern("ticket_id", "Any update on my order 1003? Ticket number is 1005") == ["1005"]
+    assert find_pattern("ticket_id", "all sorted, please close tickets 1003/1004") == ["1003", "1004"]  # ambiguous: a person picks
+    assert find_pattern("ticket_id", "my tickets: I ordered 3 items in 2024") == []
     assert not is_grounded("ORD-1234", text) and is_grounded("order  113542617735902", text)
 
 

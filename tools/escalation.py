@@ -108,6 +108,12 @@ class EscalateToHuman(Tool[EscalateInput, EscalateOutput]):
         self.adapter = "+".join(["queue", *(notifier.name for notifier in self.notifiers)])
         self.in_process = not self.notifiers  # a notifier calls out (webhook, helpdesk)
 
+    def queued(self, idempotency_key: str) -> bool:
+        """Whether the call with this key put its row in the queue: a person has the ticket even
+        when a notice to the platform then failed."""
+        with Session(self.queue.engine) as session:
+            return session.get(Escalation, derived_id("esc", idempotency_key)) is not None
+
     def invoke(self, args: EscalateInput, ctx: ToolContext) -> EscalateOutput:
         row, _ = self.queue.create(args, ctx)
         # Notified on every attempt, not only when the row is new: a retry after a failed
