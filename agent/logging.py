@@ -54,9 +54,7 @@ def configure_logging(
 ) -> None:
     """Route structlog and stdlib logging to stderr in the configured format, PII masked
     (`mask_kinds`, from the `pii.logs` setting) before anything is written."""
-    level = logging.getLevelName(settings.level.upper())
-    if not isinstance(level, int):
-        level = logging.WARNING
+    level = logging.getLevelNamesMapping()[settings.level]
     as_json = force_json or settings.format == "json" or (
         settings.format == "auto" and not sys.stderr.isatty()
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from tools.safe_parse import load_yaml, read_text_file, yaml_error_text
 
@@ -50,7 +50,8 @@ class CheckpointSettings(_Section):
 
 class LoggingSettings(_Section):
     format: Literal["auto", "console", "json"] = "auto"
-    level: str = "WARNING"
+    # a misspelt level (VERBOSE) is refused, not quietly read as WARNING
+    level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v)] = "WARNING"
 
 
 class LimitSettings(_Section):
@@ -258,7 +259,7 @@ class ServiceSettings(_Section):
     """The HTTP service and its work queue (docs/service.md)."""
 
     host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
+    port: int = Field(8080, ge=0, le=65535, strict=True)  # `true` is not port 1
     workers: int = Field(1, ge=0, le=64)           # in-process worker threads; 0: only `caseplan worker` processes
     max_body_bytes: int = Field(262144, ge=1024)   # larger request bodies get 413
     max_wait_s: Seconds = Field(60, ge=0)            # upper bound for ?wait= on POST /v1/tickets

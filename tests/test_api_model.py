@@ -180,3 +180,18 @@ def test_router_escalates_with_the_api_failure_reason(runtime):
     assert api_router(runtime.catalogue).route(ticket).reason == "out_of_scope"
     respx.post(f"{BASE}/chat/completions").mock(return_value=completion('{"template": "close_ticket"}'))
     assert api_router(runtime.catalogue, max_reasks=0).route(ticket).reason == "model_unavailable"  # not a candidate
+
+
+@respx.mock
+def test_a_call_that_goes_over_the_budget_is_recorded_but_its_answer_not_used():
+    """The server's usage decides: 10^9 prompt tokens (or a longer prompt than estimated) is
+    paid for and on the record, and the ticket escalates; usage below zero is not a refund."""
+    respx.post(f"{BASE}/chat/completions").mock(return_value=completion('{"answer": "yes"}', prompt=10**9))
+    with pytest.raises(BudgetExceeded, match="exceeded by the last call") as caught:
+        client().complete("route", "s", "u", Answer, TicketBudget(4000, 1000.0))
+    assert [call.prompt_tokens for call in caught.value.calls] == [10**9]
+    respx.post(f"{BASE}/chat/completions").mock(return_value=completion('{"answer": "yes"}', prompt=-1_000_000))
+    with pytest.raises(ApiUnavailable, match="not a chat completion"):
+        client().complete("route", "s", "u", Answer, TicketBudget(4000, 1.0))
+    with pytest.raises(BudgetExceeded, match="the next call needs about"):  # a prompt that cannot fit is not sent
+        client(max_tokens=16).complete("route", "s", "u" * 400, Answer, TicketBudget(100, 1.0))

@@ -53,6 +53,8 @@ def test_bad_config_files(tmp_path: Path, text, message):
         ({"CASEPLAN__KNOWLEDGE__BM25_WEIGHT": ".nan"}, "CASEPLAN__KNOWLEDGE__BM25_WEIGHT: knowledge.bm25_weight: Input should be a finite number"),
         ({"CASEPLAN__SERVICE__LEASE_S": "1e300"}, "CASEPLAN__SERVICE__LEASE_S: service.lease_s: Input should be less than or equal to 86400"),
         ({"CASEPLAN__EXECUTOR": "{step_timeout_s: -1}"}, "CASEPLAN__EXECUTOR: executor.step_timeout_s: Input should be greater than 0"),
+        ({"CASEPLAN__LOGGING__LEVEL": "VERBOSE"}, "CASEPLAN__LOGGING__LEVEL: logging.level: Input should be 'DEBUG', 'INFO'"),
+        ({"CASEPLAN__SERVICE__PORT": "true"}, "CASEPLAN__SERVICE__PORT: service.port: Input should be a valid integer"),
     ],
 )
 def test_bad_environment_overrides_name_the_variable(env, message):

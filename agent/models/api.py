@@ -31,6 +31,7 @@ from tools.http_deadline import bounded_client
 log = structlog.get_logger(__name__)
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+CHARS_PER_TOKEN = 4  # a prompt's size in tokens, estimated before the call; the answer's usage is what is charged
 
 
 class ApiModelError(RuntimeError):
@@ -61,17 +62,27 @@ class TicketBudget:
     spent_usd: float = 0.0
     calls: list[ModelCall] = field(default_factory=list)
 
-    def check(self, max_completion: int) -> None:
-        if self.spent_tokens + max_completion > self.tokens or self.spent_usd >= self.cost_usd:
+    def check(self, expected_tokens: int) -> None:
+        """Refuse a call that would take the ticket over its budget (`expected_tokens`: the
+        prompt, estimated, plus the completion limit)."""
+        if self.spent_tokens + expected_tokens > self.tokens or self.spent_usd >= self.cost_usd:
             raise BudgetExceeded(
-                f"ticket budget spent: {self.spent_tokens}/{self.tokens} tokens, ${self.spent_usd:.4f}/${self.cost_usd:.4f}",
+                f"ticket budget: {self.spent_tokens} of {self.tokens} tokens and ${self.spent_usd:.4f} of ${self.cost_usd:.4f} spent;"
+                f" the next call needs about {expected_tokens} tokens",
                 list(self.calls),
             )
 
     def charge(self, call: ModelCall) -> None:
+        """Book a call; one that went over the budget (a longer prompt than estimated) is paid
+        for and recorded, but its answer is not used: the budget is a cap, not a target."""
         self.spent_tokens += call.prompt_tokens + call.completion_tokens
         self.spent_usd += call.cost_usd
         self.calls.append(call)
+        if self.spent_tokens > self.tokens or self.spent_usd > self.cost_usd:
+            raise BudgetExceeded(
+                f"ticket budget exceeded by the last call: {self.spent_tokens} of {self.tokens} tokens, ${self.spent_usd:.4f} of ${self.cost_usd:.4f}",
+                list(self.calls),
+            )
 
 
 class _Usage(BaseModel):
@@ -128,7 +139,7 @@ class ApiModel:
         schema = output.model_json_schema()
         messages = [{"role": "system", "content": system}, {"role": "user", "content": mask_text(user, self.pii_kinds)[: self.MAX_USER_CHARS]}]
         for attempt in range(self.settings.max_reasks + 1):
-            budget.check(self.settings.max_tokens)
+            budget.check(sum(len(message["content"]) for message in messages) // CHARS_PER_TOKEN + self.settings.max_tokens)
             try:
                 call, text = self._post(purpose, messages, schema, output.__name__)
             except ApiUnavailable as exc:  # the calls already paid for stay on the record
