@@ -251,6 +251,13 @@ def _load_runs(engine: Engine, run_ids: Sequence[str]) -> list[RecordedRun]:
     return [loaded[run_id] for run_id in run_ids if run_id in loaded]
 
 
+def utc_text(at: datetime, precise: bool = False) -> str:
+    """A stored time as auditors read it, in UTC (stored in UTC; SQLite hands it back without
+    its zone); `precise`: the time of day to the millisecond."""
+    at = at.astimezone(UTC) if at.tzinfo else at
+    return at.strftime("%H:%M:%S.%f")[:-3] if precise else at.strftime("%Y-%m-%d %H:%M:%S")
+
+
 def _text_times(engine: Engine) -> set[str]:
     """The time columns read as text, to be parsed by `_time_reader` (SQLite stores them as text)."""
     return {"created_at", "updated_at"} if engine.dialect.name == "sqlite" else set()

@@ -374,9 +374,9 @@ class PolicyEngine:
             return None
         for step in request.plan.steps[: request.plan.steps.index(request.step)]:
             output = request.outputs.get(step.id)
-            if not isinstance(output, Mapping) or "requester_email" not in output or str(output.get("ticket_id")) != str(handled):
+            owner = _ticket_owner(output)
+            if owner is None or str(output.get("ticket_id")) != str(handled):
                 continue  # not a record of the ticket being handled
-            owner = str(output.get("requester_email") or "").lower()
             if owner and owner != requester:
                 reason = f"{step.id} shows ticket {handled}, the one being handled, belongs to another customer"
                 return Check(rule_id=HANDLED_TICKET_RULE, decision="deny", reason=reason)
@@ -409,10 +409,18 @@ class PolicyEngine:
         requester = str(ticket.get("requester_email") or "").lower()
         problems += check_disclosure(text, requester=requester or None, passages=passages, internal_notes=notes)
         for step_id, output in outputs.items():
-            if not isinstance(output, Mapping) or "requester_email" not in output:
+            owner = _ticket_owner(output)
+            if owner is None:
                 continue  # not a ticket record
-            owner = str(output.get("requester_email") or "").lower()
             if not owner or not requester or owner != requester:  # unknown on either side is not "the same"
                 whose = "belongs to another customer" if owner and requester else "cannot be tied to the requester"
                 problems.append(ReplyViolation(rule_id="output-guard.other-customer", detail=f"{step_id} read a record that {whose}"))
         return problems
+
+
+def _ticket_owner(output: Any) -> str | None:
+    """The requester a ticket record names, lower-cased ("" when it names none); None when
+    `output` is not a ticket record (one with a `requester_email` field) at all."""
+    if not isinstance(output, Mapping) or "requester_email" not in output:
+        return None
+    return str(output.get("requester_email") or "").lower()

@@ -7,7 +7,6 @@ Exit codes scripts can rely on: 0 verified, 1 tampering found, 2 usage error or 
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
@@ -24,6 +23,7 @@ from agent.audit import (
     parse_since,
     run_ids,
     run_timeline,
+    utc_text,
     verify_export,
     verify_run,
     verify_runs,
@@ -51,11 +51,6 @@ def _query(since: str | None, status: str | None = None, template: str | None = 
     return RunQuery(since=parse_since(since) if since else None, status=status, template=template, limit=limit)
 
 
-def when(at: datetime, precise: bool = False) -> str:
-    at = at.astimezone(UTC) if at.tzinfo else at
-    return at.strftime("%H:%M:%S.%f")[:-3] if precise else at.strftime("%Y-%m-%d %H:%M:%S")
-
-
 @app.command("list")
 @with_errors
 def list_command(
@@ -75,7 +70,7 @@ def list_command(
     typer.echo(f"{'run':<25} {'created (UTC)':<19}  {'status':<16} {'template':<17} {'reason':<21} chain")
     for run in runs:
         typer.echo(
-            f"{run.id:<25} {when(run.created_at)}  {run.status:<16} {run.template or '-':<17} "
+            f"{run.id:<25} {utc_text(run.created_at)}  {run.status:<16} {run.template or '-':<17} "
             f"{run.escalation_reason or '-':<21} {run.chain}"
         )
 
@@ -91,14 +86,14 @@ def show(ctx: typer.Context, run_id: str, as_json: bool = typer.Option(False, "-
     run = timeline.run
     root = f"root {run.root_hash[:16]}..." if run.root_hash else "not sealed yet"
     typer.echo(f"run:      {run.id}  {run.status}  {run.template or '-'}  (record format {run.record_version}, {run.chain}, {root})")
-    typer.echo(f"created:  {when(run.created_at)} UTC   ticket id: {run.ticket_id or '-'}")
+    typer.echo(f"created:  {utc_text(run.created_at)} UTC   ticket id: {run.ticket_id or '-'}")
     versions = timeline.versions or {}
     typer.echo("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     if run.escalation_reason:
         typer.echo(f"escalated: {run.escalation_reason}")
     typer.echo("events:")
     for event in timeline.events:
-        typer.echo(f"  {event.seq:>3}  {when(event.created_at, True)}  {event.kind:<15} {event.node:<9} {event.summary}")
+        typer.echo(f"  {event.seq:>3}  {utc_text(event.created_at, True)}  {event.kind:<15} {event.node:<9} {event.summary}")
     for approval in timeline.approvals:
         decided = f" by {approval.decided_by}" if approval.decided_by else ""
         typer.echo(f"approval: {approval.id} {approval.status}{decided}")

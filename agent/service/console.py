@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, get_args
 from urllib.parse import quote
@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
-from agent.audit import RunQuery, list_runs, report_run, run_timeline
+from agent.audit import RunQuery, list_runs, report_run, run_timeline, utc_text
 from agent.record import UnknownRunError
 from agent.service.auth import COOKIE, actor, context, take_request
 from agent.service.console_forms import TOKEN_FIELD, form_token, read_form
@@ -29,16 +29,15 @@ from agent.service.models import ApiKey
 from agent.service.problems import TITLES, ProblemError, problem_response
 from agent.service.routes.approvals import decide
 from agent.service.schemas import MAX_NOTE_CHARS, ResolveBody
+from tools.escalation import Escalation
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 
 def _when(moment: datetime | None) -> str:
-    """A stored time with its date and zone (times are stored in UTC; SQLite drops the zone)."""
-    if moment is None:
-        return "-"
-    return (moment.astimezone(UTC) if moment.tzinfo else moment).strftime("%Y-%m-%d %H:%M:%S UTC")
+    """A stored time with its date and zone."""
+    return "-" if moment is None else f"{utc_text(moment)} UTC"
 
 
 templates.env.filters["shown"] = lambda value, indent=2: json.dumps(value, ensure_ascii=False, indent=indent, default=str)  # text as written; autoescaped
@@ -187,13 +186,12 @@ def escalation(request: Request, escalation_id: str, user: User, ctx: Ctx, flash
         row = ctx.desk.get(escalation_id)
     except DeskError as exc:
         raise ProblemError(exc.status, exc.message) from None
-    return _escalation_page(request, user, ctx, row.id, flash)
+    return _escalation_page(request, user, ctx, row, flash)
 
 
-def _escalation_page(request: Request, user: ApiKey, ctx: Ctx, escalation_id: str, flash: str = "", draft: dict[str, str] | None = None) -> HTMLResponse:
+def _escalation_page(request: Request, user: ApiKey, ctx: Ctx, row: Escalation, flash: str = "", draft: dict[str, str] | None = None) -> HTMLResponse:
     """The escalation with the ticket as the customer wrote it (the person handling it needs
     the original; the record's copy is masked), and, after a refused resolve, what was typed."""
-    row = ctx.desk.get(escalation_id)
     evidence = _evidence(ctx, row.run_id)
     ticket = ctx.runtime.store.original_ticket(row.run_id)
     values = {"row": row, "flash": flash, "me": actor(user), "draft": draft or {}, "history": ctx.desk.history(row.id), "original": ticket}
@@ -218,12 +216,12 @@ async def escalation_action(request: Request, escalation_id: str, action: str, u
                 body = ResolveBody(resolution=draft["resolution"], reply=draft["reply"].strip() or None)
             except ValidationError as exc:
                 problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-                return _escalation_page(request, user, ctx, escalation_id, problem, draft)
+                return _escalation_page(request, user, ctx, ctx.desk.get(escalation_id), problem, draft)
             ctx.desk.resolve(escalation_id, actor(user), body.resolution, body.reply)
             return _back(here, "Resolved.")
     except DeskError as exc:
         if action == "resolve" and exc.status != 404:  # keep what the agent typed
-            return _escalation_page(request, user, ctx, escalation_id, exc.message, draft)
+            return _escalation_page(request, user, ctx, ctx.desk.get(escalation_id), exc.message, draft)
         return _back(here, exc.message)
     raise ProblemError(404, f"unknown action {action!r}")
 
