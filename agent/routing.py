@@ -11,6 +11,7 @@ effects is never chosen on a weak match. Both thresholds are calibrated on train
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -20,12 +21,14 @@ from pydantic import BaseModel
 from agent.example_bank import ExampleBank, build_bank
 from agent.models.api import ApiModel, ApiModelError, TicketBudget
 from agent.models.calls import ModelCall
+from agent.models.local import ModelUnavailable
 from agent.settings import RouterSettings
 from agent.tickets import Ticket
 from plans.catalogue import Catalogue
 from plans.models import Template
 from tools.contracts.escalation import EscalationReason
 from tools.embeddings import Embedder
+from tools.registry import ToolRegistry
 
 ESCALATE_TEMPLATE = "escalate"
 
@@ -62,6 +65,15 @@ class ApiRouter(Protocol):
     def choose(self, ticket: Ticket, candidates: list[Template], budget: TicketBudget) -> ModelCall: ...
 
 
+def side_effect_templates(catalogue: Catalogue, registry: ToolRegistry) -> set[str]:
+    """Templates (other than escalate) with at least one side-effecting step."""
+    return {
+        template.name
+        for template in catalogue.routable()
+        if template.name != ESCALATE_TEMPLATE and any(registry.get(step.tool).side_effects for step in template.steps)
+    }
+
+
 class NearestNeighbourRouter:
     def __init__(
         self,
@@ -71,8 +83,12 @@ class NearestNeighbourRouter:
         tiebreaker: RouteTiebreaker | None = None,
         cache_dir: Path | None = None,
         api: ApiRouter | None = None,
+        acting: Collection[str] = frozenset(),
     ) -> None:
+        """`acting`: templates with side effects (`side_effect_templates`); a near tie that no
+        model breaks never chooses one of them."""
         self.catalogue = catalogue
+        self.acting = frozenset(acting)
         self.embedder = embedder
         self.settings = settings
         self.tiebreaker = tiebreaker if settings.use_model_tiebreak else None
@@ -146,14 +162,33 @@ class NearestNeighbourRouter:
         best = candidates[0]
         runner_up = candidates[1] if len(candidates) > 1 else None
         asked_for_person = best.template == ESCALATE_TEMPLATE and self._asks_for_person(nearest)
-        if runner_up and best.score - runner_up.score < self.settings.min_margin and self.tiebreaker and not asked_for_person:
-            return self._tiebreak(ticket, candidates[:2], nearest)
+        if runner_up and best.score - runner_up.score < self.settings.min_margin and not asked_for_person:
+            if self.tiebreaker:
+                return self._tiebreak(ticket, candidates[:2], nearest)
+            if best.template in self.acting:  # a coin toss never resets a password or closes a ticket
+                return RouteDecision(
+                    template=None,
+                    confidence=best.score,
+                    method="nearest_neighbour",
+                    reason="low_confidence",
+                    detail=f"{best.template} ({best.score:.2f}) and {runner_up.template} ({runner_up.score:.2f}) are too close and no model breaks the tie",
+                    candidates=candidates,
+                )
         return self._decision(best.template, best.score, "nearest_neighbour", candidates, nearest)
 
     def _tiebreak(self, ticket: Ticket, close: list[Candidate], nearest: dict[str, str]) -> RouteDecision:
-        call = self.tiebreaker.choose(ticket, [self.catalogue.get(c.template) for c in close])
-        choice = call.output.get("template") if isinstance(call.output, dict) else None
         names = [c.template for c in close]
+        try:
+            call = self.tiebreaker.choose(ticket, [self.catalogue.get(c.template) for c in close])
+        except ModelUnavailable as exc:
+            if self.api is None:
+                raise
+            # Unsure without the local model: the API model, next on the ladder, is asked instead.
+            detail = f"{names[0]} and {names[1]} are too close and the local model is unavailable ({exc})"
+            return RouteDecision(
+                template=None, confidence=close[0].score, method="model_tiebreak", reason="low_confidence", detail=detail, candidates=close
+            )
+        choice = call.output.get("template") if isinstance(call.output, dict) else None
         if choice not in names:
             return RouteDecision(
                 template=None,

@@ -24,8 +24,6 @@ from agent.models.calls import ModelCall
 from agent.routing import ESCALATE_TEMPLATE, NearestNeighbourRouter, RouteDecision
 from agent.settings import REPO_ROOT
 from agent.tickets import Ticket
-from plans.catalogue import Catalogue
-from tools.registry import ToolRegistry
 
 DATASETS = {"bitext": ("bitext/{split}.csv", ("train", "dev")), "clinc_oos": ("clinc150/oos_{split}.json", ("train", "val"))}
 MAPPING = "configs/bitext_templates.yaml"
@@ -70,15 +68,6 @@ def load_dataset(dataset: str, split: str) -> list[LabelledTicket]:
         return [LabelledTicket(text=text, label=label, gold=ESCALATE_TEMPLATE) for text, label in rows]
     mapping = load_mapping(REPO_ROOT / MAPPING)
     return [LabelledTicket(text=t, label=lab, gold=mapping.intents[lab]) for t, lab in read_labelled_csv(path)]
-
-
-def side_effect_templates(catalogue: Catalogue, registry: ToolRegistry) -> set[str]:
-    """Templates (other than escalate) with at least one side-effecting step."""
-    return {
-        template.name
-        for template in catalogue.routable()
-        if template.name != ESCALATE_TEMPLATE and any(registry.get(step.tool).side_effects for step in template.steps)
-    }
 
 
 def predicted(decision: RouteDecision) -> str:

@@ -20,13 +20,14 @@ from agent.checkpoint_cipher import CheckpointSerializer
 from agent.db import make_engine
 from agent.executor import Executor
 from agent.graph import GraphDeps, build_graph
+from agent.keyfile import use_configured_fingerprint_key
 from agent.models.api import ApiModel
 from agent.models.local import LocalModel
 from agent.models.tasks import ApiRouteModel, LocalRouteModel, LocalSlotModel
 from agent.planner import Planner
 from agent.record import RecordProtection, RunStore, SideEffectLedger
 from agent.route_cache import CachingRouter
-from agent.routing import NearestNeighbourRouter, Router
+from agent.routing import NearestNeighbourRouter, Router, side_effect_templates
 from agent.settings import Settings
 from agent.slots import SlotFiller
 from agent.tooling import build_registry, open_knowledge_index
@@ -97,6 +98,7 @@ class Runtime:
         """Wire everything; tests and benchmarks may pass ready-made parts."""
         data = settings.data_path
         data.mkdir(parents=True, exist_ok=True)
+        use_configured_fingerprint_key(settings, create=True)
         engine = make_engine(settings.database_url)
         store = RunStore(engine, RecordProtection.from_settings(settings, writer=True), migrate=settings.record.auto_migrate)
         ledger = SideEffectLedger(engine)
@@ -108,7 +110,8 @@ class Runtime:
         local_model = local_model or LocalModel(settings.local_model)
         api = ApiRouteModel(ApiModel(settings.api_model, pii_kinds=settings.pii.api_model)) if settings.api_model.base_url else None
         if router is None:
-            router = NearestNeighbourRouter(catalogue, embedder, settings.router, LocalRouteModel(local_model), cache_dir=data / "cache", api=api)
+            acting = side_effect_templates(catalogue, registry)
+            router = NearestNeighbourRouter(catalogue, embedder, settings.router, LocalRouteModel(local_model), cache_dir=data / "cache", api=api, acting=acting)
             if settings.router.cache.enabled:
                 versions = {"catalogue": catalogue.version, "policy": policy.version, "embedder": embedder.model_id, "local_model": local_model.model_id}
                 router = CachingRouter(router, settings.router.cache, versions)

@@ -214,6 +214,8 @@ class PiiSettings(_Section):
 
     logs: list[PiiKind] = ALL_PII
     api_model: list[PiiKind] = ALL_PII
+    fingerprint_key_env: str = "CASEPLAN_PII_FINGERPRINT_KEY"
+    fingerprint_key_file: str | None = None
 
 
 class RecordSettings(_Section):
@@ -387,6 +389,10 @@ class Settings(_Section):
     def vault_key_path(self) -> Path:
         return Path(self.record.vault_key_file) if self.record.vault_key_file else self.data_path / "vault.key"
 
+    @property
+    def fingerprint_key_path(self) -> Path:
+        return Path(self.pii.fingerprint_key_file) if self.pii.fingerprint_key_file else self.data_path / "pii-fingerprint.key"
+
 
 class ConfigError(ValueError):
     """A configuration file or override that cannot be used; the message names it."""
@@ -443,12 +449,16 @@ def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[s
 
 
 def _origin(location: tuple[str | int, ...], sources: dict[tuple[str, ...], str], config: str | Path) -> str:
-    """Where a bad value came from: the variable that set it (or one of its parents), else the file."""
-    for length in range(len(location), 0, -1):
-        name = sources.get(tuple(str(part) for part in location[:length]))
+    """Where a bad value came from: the variable that set it (or one of its parents); for a rule
+    across fields (`service.heartbeat_s` below `service.lease_s`), the variables that set any of
+    them, with the file for the rest; else the file."""
+    path = tuple(str(part) for part in location)
+    for length in range(len(path), 0, -1):
+        name = sources.get(path[:length])
         if name:
             return name
-    return str(config)
+    within = sorted(name for keys, name in sources.items() if keys[: len(path)] == path and keys != ("data_dir",))
+    return f"{', '.join(within)} with {config}" if within else str(config)
 
 
 def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:

@@ -25,6 +25,11 @@ _TICKET = re.compile(
     re.IGNORECASE,
 )
 _TICKET_LIST = re.compile(r"\b(?:tickets|cases|requests)\b((?:[^.!?\n\d]{0,12}#?\d{3,12}\b){1,10})", re.IGNORECASE)
+# "ticket 1003 and also 1004", "case #12, #13 or 14": numbers joined on to a named ticket are tickets too.
+_TICKET_MORE = re.compile(
+    r"(?:\s{0,3}(?:,|/|&|\+|\b(?:and|or|plus|as well as)\b)\s{0,3}(?:also\s{1,3}|then\s{1,3})?(?:(?:ticket|case|request)\s{0,3})?#?(\d{3,12})\b)",
+    re.IGNORECASE,
+)
 _ORDER = re.compile(r"\b(?:order|purchase)s?\s*(?:(?:number|no\.?|id)\s*)?(?:[:#]\s*)?#?([A-Za-z]{0,4}-?\d{4,20})\b", re.IGNORECASE)
 _INVOICE = re.compile(r"\b(?:invoice|bill|receipt)s?\s*(?:(?:number|no\.?|id)\s*)?(?:[:#]\s*)?#?([A-Za-z]{0,4}-?\d{3,20})\b", re.IGNORECASE)
 PATTERNS: dict[str, re.Pattern[str]] = {"email": _EMAIL, "ticket_id": _TICKET, "order_id": _ORDER, "invoice_id": _INVOICE}
@@ -57,12 +62,23 @@ def find_pattern(slot_type: str, text: str) -> list[str]:
                 continue
         if value not in found:
             found.append(value)
-    if slot_type == "ticket_id":  # "tickets 1003/1004", "2 tickets: 1003 and 1004": every one is a candidate
+    if slot_type == "ticket_id":  # "tickets 1003/1004", "ticket 1003 and also 1004": every one is a candidate
         for listed in _TICKET_LIST.finditer(text):
             found += [number for number in re.findall(r"\d{3,12}", listed.group(1)) if number not in found]
+        for named in pattern.finditer(text):
+            found += [number for number in _joined_on(text, named.end()) if number not in found]
         others = {m.group(1) for other in _NOT_TICKETS for m in other.finditer(text)}
         found = [value for value in found if value not in others]
     return found
+
+
+def _joined_on(text: str, position: int) -> list[str]:
+    """Ticket numbers listed straight after the one that ends at `position`."""
+    numbers = []
+    while (more := _TICKET_MORE.match(text, position)) and len(numbers) < 10:
+        numbers.append(more.group(1))
+        position = more.end()
+    return numbers
 
 
 def normalise(text: str) -> str:

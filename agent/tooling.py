@@ -26,7 +26,7 @@ from tools.http import HttpService
 from tools.knowledge.documents import load_documents
 from tools.knowledge.embedded import EmbeddedIndex
 from tools.knowledge.ranking import RankingConfig
-from tools.knowledge.tool import KnowledgeSearch, SearchBackend
+from tools.knowledge.tool import DeferredBackend, KnowledgeSearch, SearchBackend
 from tools.registry import ToolRegistry
 from tools.sandbox.helpdesk import SandboxTicketLookup, SandboxTicketUpdate
 from tools.sandbox.identity import SandboxAccountLookup, SandboxPasswordReset, SandboxVerifyIdentity
@@ -144,11 +144,9 @@ def build_registry(
 
 
 def registry_from_settings(settings: Settings) -> ToolRegistry:
-    """The registry the configuration asks for, for commands that never run a ticket."""
-    settings.data_path.mkdir(parents=True, exist_ok=True)
-    return build_registry(
-        make_engine(settings.database_url),
-        SandboxStore(make_engine(settings.sandbox_url)),
-        open_knowledge_index(settings),
-        settings.tools,
+    """The registry the configuration asks for, for commands that never run a ticket: nothing is
+    opened (database, cluster, knowledge index) until a tool is called."""
+    knowledge = DeferredBackend(
+        lambda: open_knowledge_index(settings), backend_name=settings.knowledge.backend, in_process=settings.knowledge.backend == "embedded"
     )
+    return build_registry(make_engine(settings.database_url), SandboxStore(make_engine(settings.sandbox_url)), knowledge, settings.tools)

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import re
-import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from agent.integrity import KeyUnavailable, RecordError, key_fingerprint
+from agent.keyfile import decode_key, read_key_text
 from plans.models import canonical_json
 from policies.pii import mask_text
 
@@ -64,20 +64,6 @@ class Vault:
         self.key_id = key_fingerprint(key)
 
     @staticmethod
-    def new_key() -> str:
-        return base64.urlsafe_b64encode(os.urandom(32)).decode()
-
-    @classmethod
-    def from_text(cls, text: str, source: str) -> Vault:
-        try:
-            key = base64.urlsafe_b64decode(text.strip().encode())
-        except (binascii.Error, ValueError):
-            key = b""
-        if len(key) != 32:
-            raise RecordError(f"{source}: the vault key must be 32 bytes in urlsafe base64 (make one with `caseplan audit keygen`)")
-        return cls(key)
-
-    @staticmethod
     def _bound_to(ref: str, masked: Any) -> bytes:
         return f"{ref}\n{hashlib.sha256(canonical_json(masked).encode()).hexdigest()}".encode()
 
@@ -109,24 +95,8 @@ class Vault:
 
 def load_vault(key_env: str, key_file: Path, *, create: bool) -> Vault | None:
     """The vault key from `key_env`, else from `key_file` (made, mode 0600, when `create`)."""
-    text = os.environ.get(key_env, "").strip()
-    if text:
-        return Vault.from_text(text, key_env)
-    if not key_file.exists():
-        if not create:
-            return None
-        key_file.parent.mkdir(parents=True, exist_ok=True)
-        draft = key_file.with_name(f".{key_file.name}.{os.getpid()}.{threading.get_ident()}")  # per thread: writers race
-        handle = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(handle, "w") as out:
-            out.write(Vault.new_key() + "\n")
-        try:
-            os.link(draft, key_file)  # atomic: a complete key appears, or another process's stays
-        except FileExistsError:
-            pass
-        finally:
-            draft.unlink()
-    return Vault.from_text(key_file.read_text(), str(key_file))
+    found = read_key_text(key_env, key_file, create=create)
+    return Vault(decode_key(*found, purpose="vault key")) if found else None
 
 
 def reveal(vault: Vault | None, key_env: str, ref: str, key_id: str, sealed: str, masked: Any) -> Any:

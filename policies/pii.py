@@ -4,12 +4,20 @@ Emails, phone numbers, payment card numbers (Luhn-checked), IBANs (mod-97 checke
 national-id-like numbers (US SSN shape) are replaced by typed placeholders that keep a short
 stable fingerprint, so the same value masks the same way and an auditor can still follow it
 across events without seeing it.
+
+The fingerprint is keyed (HMAC-SHA256 under the PII fingerprint key): a plain digest of a short
+value (an SSN has 10^9 candidates, a phone number not many more) is reversed by trying them all,
+by anyone who reads a log, the record or what the API model was sent. The process is given its
+key once at start-up (`use_fingerprint_key`); until then a random one stands in, so
+placeholders never reveal a value, they only stop matching other processes'.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
+import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -107,8 +115,20 @@ def find_pii(text: str, kinds: Iterable[str] = PII_KINDS) -> list[Finding]:
     return sorted(taken, key=lambda f: f.start)
 
 
+_fingerprint_key = os.urandom(32)
+
+
+def use_fingerprint_key(key: bytes) -> None:
+    """Fingerprint with `key` from now on in this process (every process of one deployment
+    shares it, so one value masks the same way in logs and records everywhere)."""
+    global _fingerprint_key
+    if len(key) < 16:
+        raise ValueError("a PII fingerprint key needs at least 16 bytes")
+    _fingerprint_key = key
+
+
 def placeholder(kind: str, value: str) -> str:
-    digest = hashlib.sha256(value.strip().lower().encode()).hexdigest()[:8]
+    digest = hmac.new(_fingerprint_key, value.strip().lower().encode(), hashlib.sha256).hexdigest()[:8]
     return f"[{kind}:{digest}]"
 
 

@@ -12,6 +12,7 @@ import respx
 from pydantic import BaseModel
 
 from agent.models.api import ApiModel, ApiUnavailable, BudgetExceeded, TicketBudget
+from agent.models.local import ModelUnavailable
 from agent.models.tasks import ApiRouteModel
 from agent.routing import Candidate, NearestNeighbourRouter, RouteDecision
 from agent.settings import ApiModelSettings, RouterSettings
@@ -180,6 +181,32 @@ def test_router_escalates_with_the_api_failure_reason(runtime):
     assert api_router(runtime.catalogue).route(ticket).reason == "out_of_scope"
     respx.post(f"{BASE}/chat/completions").mock(return_value=completion('{"template": "close_ticket"}'))
     assert api_router(runtime.catalogue, max_reasks=0).route(ticket).reason == "model_unavailable"  # not a candidate
+
+
+class TiedRouter(NearestNeighbourRouter):
+    """Two templates tie, so the local model is asked to break the tie."""
+
+    def _local(self, ticket, vector):
+        return self._tiebreak(ticket, [Candidate(template="password_reset", score=0.6), Candidate(template="ticket_status", score=0.59)], {})
+
+    def embed(self, ticket):
+        return None
+
+
+class DownTiebreaker:
+    def choose(self, ticket, candidates):
+        raise ModelUnavailable("model file not found: /gone.gguf")
+
+
+@respx.mock
+def test_a_tie_the_local_model_cannot_break_goes_to_the_api_model(runtime):
+    respx.post(f"{BASE}/chat/completions").mock(return_value=completion('{"template": "ticket_status"}'))
+    ticket = Ticket(text="my login is broken, what is happening with it")
+    decision = TiedRouter(runtime.catalogue, None, RouterSettings(), DownTiebreaker(), api=ApiRouteModel(client())).route(ticket)
+    assert (decision.template, decision.method) == ("ticket_status", "api")
+    assert "local model is unavailable" in decision.detail and decision.model_calls[0].model_id == "gpt-test"
+    with pytest.raises(ModelUnavailable):  # no API model configured: the graph escalates as model_unavailable
+        TiedRouter(runtime.catalogue, None, RouterSettings(), DownTiebreaker()).route(ticket)
 
 
 @respx.mock

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from agent.keyfile import decode_key
 from agent.vault import Vault
 from tests.record_support import TICKETS, cli_env, execute, invoke
 
@@ -84,4 +85,4 @@ def test_replay_of_a_run_in_progress_is_refused(runtime, settings):
 def test_keygen_makes_distinct_usable_keys(settings):
     first, second = (invoke(cli_env(settings), "audit", "keygen").stdout.strip() for _ in range(2))
     assert first != second
-    assert Vault.from_text(first, "test").key_id != Vault.from_text(second, "test").key_id
+    assert Vault(decode_key(first, "test", "vault key")).key_id != Vault(decode_key(second, "test", "vault key")).key_id

@@ -133,6 +133,27 @@ def test_tools_schema_validates_the_documented_example(cli):
         jsonschema.validate({"user_id": "u_1001", "verification_id": "v", "password": "hunter2"}, schema)
 
 
+def test_describing_tools_and_templates_opens_no_database_cluster_or_index(cli, tmp_path):
+    """`plans validate` in a CI job with no database or cluster in reach; on a fresh folder the
+    demo knowledge base is not ingested just to list the tools."""
+    runner, env = cli
+    data = tmp_path / "fresh"
+    away = {
+        **env,
+        "CASEPLAN_DATA_DIR": str(data),
+        "CASEPLAN__DATABASE__URL": "postgresql+psycopg://nobody@127.0.0.1:9/none",
+        "CASEPLAN__SANDBOX__URL": "postgresql+psycopg://nobody@127.0.0.1:9/none",
+        "CASEPLAN__KNOWLEDGE__BACKEND": "opensearch",
+        "CASEPLAN__KNOWLEDGE__OPENSEARCH__URL": "http://127.0.0.1:9",
+    }
+    for command in (["tools", "list"], ["tools", "schema", "knowledge_search"], ["plans", "list"], ["plans", "validate"], ["policies", "validate"]):
+        result = runner.invoke(app, command, env=away)
+        assert result.exit_code == 0, (command, result.stderr)
+    assert "knowledge_search   read-only     local" in runner.invoke(app, ["tools", "list"], env=away).stdout
+    local = runner.invoke(app, ["tools", "list"], env={**env, "CASEPLAN_DATA_DIR": str(data)})
+    assert local.exit_code == 0 and not (data / "knowledge").exists() and not (data / "sandbox.db").exists()
+
+
 def test_plans_list_and_show(cli):
     runner, env = cli
     listing = runner.invoke(app, ["plans", "list"], env=env)

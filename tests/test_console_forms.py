@@ -99,3 +99,18 @@ def test_the_runs_page_pages_past_the_newest_hundred(build):
         second = browser.get("/console/runs", params={"page": "2"}).text
         assert 'id="newer"' in second and 'id="older"' not in second
         assert sum(run_id in first for run_id in created) == 100 and sum(run_id in second for run_id in created) == 1
+
+
+def test_pages_show_only_messages_the_console_wrote(build):
+    runtime = build()
+    run_id = Runner(runtime).submit(MANAGER).run_id
+    with serve(runtime, workers=0) as service, service.browser("agent") as browser, service.client("agent") as api:
+        [row] = [row for row in api.get("/v1/escalations").json() if row["run_id"] == run_id]
+        here = f"/console/escalations/{row['id']}"
+        spoof = "Security team: this reset is verified, approve it now"
+        assert spoof not in browser.get(here, params={"flash": spoof}).text  # a link from elsewhere
+        assert spoof not in browser.get(here, params={"flash": spoof, "sig": "0" * 64}).text
+        claimed = browser.post(f"{here}/claim", data=service.form("agent"), follow_redirects=False)
+        assert "Claimed." in browser.get(claimed.headers["location"]).text
+        with service.browser("auditor") as other:  # another key's signature does not carry over
+            assert "Claimed." not in other.get(f"/console/runs/{run_id}?{claimed.headers['location'].split('?')[1]}").text

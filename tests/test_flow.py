@@ -80,6 +80,13 @@ def test_two_emails_in_a_reset_ticket_are_ambiguous_and_escalate(runner, runtime
     assert sandbox_rows(runtime, SandboxResetRequest) == []
 
 
+def test_closing_two_tickets_named_in_one_sentence_goes_to_a_person(runner, runtime):
+    result = runner.submit(Ticket(text="Please close ticket 1001 and also 1005, both are sorted", requester_email="omar@example.com"))
+    assert result.status == "escalated" and result.escalation["reason"] == "missing_information", result.escalation
+    assert "ambiguous" in result.escalation["detail"]
+    assert {t.ticket_id: t.status for t in sandbox_rows(runtime, SandboxTicket)}["1001"] != "closed"
+
+
 def test_out_of_scope_ticket_escalates_instead_of_forcing_a_template(runner, runtime):
     result = runner.submit(Ticket(text="What is the capital of France?", requester_email="omar@example.com"))
     assert result.status == "escalated"

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from agent.cli import app
 from agent.example_bank import BankError, build_bank
-from agent.routing import NearestNeighbourRouter
-from agent.routing_eval import LabelledTicket, score, side_effect_templates
+from agent.routing import Candidate, NearestNeighbourRouter, side_effect_templates
+from agent.routing_eval import LabelledTicket, score
 from agent.settings import ExampleSetSettings, RouterSettings
 from agent.tickets import Ticket
 
@@ -59,6 +59,20 @@ def catalogue(runtime):
 def make_router(catalogue, embedder, tmp_path, **thresholds) -> NearestNeighbourRouter:
     settings = RouterSettings(example_sets=[write_set(tmp_path / "set")], use_model_tiebreak=False, **thresholds)
     return NearestNeighbourRouter(catalogue, embedder, settings, None, tmp_path / "cache")
+
+
+def test_a_near_tie_no_model_breaks_never_chooses_a_side_effect(catalogue, embedder, tmp_path, monkeypatch):
+    tie = [Candidate(template="close_ticket", score=0.71), Candidate(template="ticket_status", score=0.70)]
+    monkeypatch.setattr("agent.routing.template_scores", lambda bank, vector: (list(tie), {}))
+    settings = RouterSettings(example_sets=[write_set(tmp_path / "set")], use_model_tiebreak=False)
+    router = NearestNeighbourRouter(catalogue, embedder, settings, None, tmp_path / "cache", acting={"close_ticket", "password_reset"})
+    ticket = Ticket(text="what is going on with ticket 1003, can it be closed?")
+    decision = router.route(ticket)
+    assert (decision.template, decision.reason) == (None, "low_confidence") and "no model breaks the tie" in decision.detail
+    tie.reverse()  # the read-only template ahead by as little: chosen, nothing happens to the account
+    assert router.route(ticket).template == "ticket_status"
+    tie[:] = [Candidate(template="close_ticket", score=0.80), Candidate(template="ticket_status", score=0.70)]
+    assert router.route(ticket).template == "close_ticket"  # a clear margin
 
 
 def test_supported_unsupported_and_person_requests(catalogue, embedder, tmp_path):

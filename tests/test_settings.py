@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.settings import ConfigError, load_settings
+from agent.settings import DEFAULT_CONFIG, ConfigError, load_settings
 
 
 def test_defaults_come_from_configs_default_yaml():
@@ -55,6 +55,11 @@ def test_bad_config_files(tmp_path: Path, text, message):
         ({"CASEPLAN__EXECUTOR": "{step_timeout_s: -1}"}, "CASEPLAN__EXECUTOR: executor.step_timeout_s: Input should be greater than 0"),
         ({"CASEPLAN__LOGGING__LEVEL": "VERBOSE"}, "CASEPLAN__LOGGING__LEVEL: logging.level: Input should be 'DEBUG', 'INFO'"),
         ({"CASEPLAN__SERVICE__PORT": "true"}, "CASEPLAN__SERVICE__PORT: service.port: Input should be a valid integer"),
+        (  # a rule across two fields: the variable that set one of them, and the file that set the other
+            {"CASEPLAN__SERVICE__HEARTBEAT_S": "999", "CASEPLAN_DATA_DIR": "/tmp/x"},
+            f"CASEPLAN__SERVICE__HEARTBEAT_S with {DEFAULT_CONFIG}: service: Value error, service.heartbeat_s (999.0) must be below",
+        ),
+        ({"CASEPLAN__TOOLS__ADAPTERS__VERIFY_IDENTITY": "okta"}, f"CASEPLAN__TOOLS__ADAPTERS__VERIFY_IDENTITY with {DEFAULT_CONFIG}: tools.adapters: Value error"),
     ],
 )
 def test_bad_environment_overrides_name_the_variable(env, message):

@@ -24,6 +24,10 @@ def test_patterns_tell_orders_invoices_and_tickets_apart():
     assert find_pattern("ticket_id", "Any update on my order 1003? Ticket number is 1005") == ["1005"]
     assert find_pattern("ticket_id", "all sorted, please close tickets 1003/1004") == ["1003", "1004"]  # ambiguous: a person picks
     assert find_pattern("ticket_id", "my tickets: I ordered 3 items in 2024") == []
+    assert find_pattern("ticket_id", "close ticket 1003 and also 1004") == ["1003", "1004"]
+    assert find_pattern("ticket_id", "Case #1003, #1004 or case 1005 please") == ["1003", "1004", "1005"]
+    assert find_pattern("ticket_id", "close ticket 1003 and order 5555 too") == ["1003"]
+    assert find_pattern("ticket_id", "ticket 1003 and 12 others") == ["1003"]
     assert not is_grounded("ORD-1234", text) and is_grounded("order  113542617735902", text)
 
 

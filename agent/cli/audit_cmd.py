@@ -29,8 +29,8 @@ from agent.audit import (
     verify_runs,
 )
 from agent.cli.common import FOUND_PROBLEMS, USAGE_ERROR, atomic_write, echo_json, fail, output_file, state, with_errors
+from agent.keyfile import new_key_text
 from agent.record import RUN_STATUSES
-from agent.vault import Vault
 from tools.safe_parse import bounded_lines
 
 app = typer.Typer(help="Read, verify and export the run record (read-only).", no_args_is_help=True)
@@ -216,5 +216,5 @@ def _write_export(source: AuditSource, ids: list[str], out: IO[str]) -> int:
 
 @app.command("keygen")
 def keygen() -> None:
-    """A new random key, for the vault key or the signing key variable."""
-    typer.echo(Vault.new_key())
+    """A new random key, for the vault key, signing key or PII fingerprint key variable."""
+    typer.echo(new_key_text())

@@ -18,6 +18,7 @@ import typer
 
 from agent.db import UNUSABLE_ERRORS, DatabaseUrlError, unavailable_reason
 from agent.integrity import RecordError
+from agent.keyfile import use_configured_fingerprint_key
 from agent.logging import configure_logging
 from agent.record import UnknownRunError
 from agent.settings import ConfigError, Settings, load_settings
@@ -53,6 +54,7 @@ class State:
     @cached_property
     def settings(self) -> Settings:
         settings = load_settings(self.config_path)
+        use_configured_fingerprint_key(settings, create=False)  # the runtime makes it when missing
         configure_logging(settings.logging, mask_kinds=settings.pii.logs)
         return settings
 
@@ -90,7 +92,7 @@ def with_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def _stores(settings: Settings) -> tuple[list[Path], list[Path]]:
     """caseplan's own files and folders under this configuration: never an output target."""
-    files = [settings.checkpoint_path, settings.vault_key_path]
+    files = [settings.checkpoint_path, settings.vault_key_path, settings.fingerprint_key_path]
     for url in (settings.database_url, settings.sandbox_url):
         if url.startswith("sqlite:///"):
             files.append(Path(url.removeprefix("sqlite:///")))

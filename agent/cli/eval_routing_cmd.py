@@ -32,7 +32,7 @@ def routing(
 ) -> None:
     """Accuracy, macro-F1, escalation and wrong-side-effect rates, latency and tokens per mode."""
     from agent.models.tasks import LocalRouteModel
-    from agent.routing import ESCALATE_TEMPLATE, NearestNeighbourRouter, RouteDecision
+    from agent.routing import ESCALATE_TEMPLATE, NearestNeighbourRouter, RouteDecision, side_effect_templates
     from agent.routing_eval import (
         calibrate as derive,
     )
@@ -40,7 +40,6 @@ def routing(
         confusion_png,
         load_dataset,
         run_mode,
-        side_effect_templates,
     )
     from agent.routing_eval import (
         leave_intents_out as run_leave_out,
@@ -81,7 +80,12 @@ def routing(
 
     def make_router(with_model: bool) -> NearestNeighbourRouter:
         routed = NearestNeighbourRouter(
-            runtime.catalogue, runtime.embedder, router_settings.model_copy(update={"use_model_tiebreak": with_model}), tiebreaker, cache
+            runtime.catalogue,
+            runtime.embedder,
+            router_settings.model_copy(update={"use_model_tiebreak": with_model}),
+            tiebreaker,
+            cache,
+            acting=side_effecting,
         )
         routed.use_bank(bank)
         return routed

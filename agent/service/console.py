@@ -7,6 +7,7 @@ audit functions as the JSON API, under the same roles."""
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -22,7 +23,7 @@ from pydantic import ValidationError
 from agent.audit import RunQuery, list_runs, report_run, run_timeline, utc_text
 from agent.record import UnknownRunError
 from agent.service.auth import COOKIE, actor, context, take_request
-from agent.service.console_forms import TOKEN_FIELD, form_token, read_form
+from agent.service.console_forms import TOKEN_FIELD, flash_signature, form_token, read_form
 from agent.service.context import ServiceContext
 from agent.service.desk import DeskError, EscalationStatus
 from agent.service.models import ApiKey
@@ -108,7 +109,16 @@ async def _form(request: Request) -> dict[str, str]:
 def _page(request: Request, name: str, user: ApiKey | None, status_code: int = 200, **values: Any) -> HTMLResponse:
     secret = request.cookies.get(COOKIE)
     token = form_token(secret) if user is not None and secret else ""
+    values["flash"] = values.get("flash") or _signed_flash(request, secret)
     return templates.TemplateResponse(request, name, {"user": user, "token_field": TOKEN_FIELD, "token": token, **values}, status_code=status_code)
+
+
+def _signed_flash(request: Request, secret: str | None) -> str:
+    """The message `_back` put in the URL, when the console signed it for this key; else none."""
+    message, signature = request.query_params.get("flash", ""), request.query_params.get("sig", "")
+    if not (message and secret and hmac.compare_digest(signature, flash_signature(secret, message))):
+        return ""
+    return message
 
 
 def _page_number(page: str) -> int:
@@ -116,8 +126,10 @@ def _page_number(page: str) -> int:
     return int(page) if page.isascii() and page.isdigit() and 0 < len(page) <= 6 and int(page) > 0 else 1
 
 
-def _back(url: str, message: str = "") -> RedirectResponse:
-    return RedirectResponse(f"{url}?flash={quote(message)}" if message else url, status_code=303)
+def _back(request: Request, url: str, message: str) -> RedirectResponse:
+    """Back to a page that says `message` (signed, so only the console's own messages show)."""
+    signature = flash_signature(request.cookies.get(COOKIE, ""), message)
+    return RedirectResponse(f"{url}?flash={quote(message)}&sig={signature}", status_code=303)
 
 
 @router.get("", response_class=HTMLResponse)
@@ -154,10 +166,10 @@ async def logout(request: Request) -> Response:
 
 
 @router.get("/escalations", response_class=HTMLResponse)
-def escalations(request: Request, user: User, ctx: Ctx, status: str = "open", queue: str = "", page: str = "1", flash: str = "") -> HTMLResponse:
+def escalations(request: Request, user: User, ctx: Ctx, status: str = "open", queue: str = "", page: str = "1") -> HTMLResponse:
     _allow(user, "agent")
     number = _page_number(page)
-    statuses = get_args(EscalationStatus)
+    statuses, flash = get_args(EscalationStatus), ""
     if status not in (*statuses, "all"):
         flash, status = f"There is no status {status!r}; showing open escalations.", "open"
     rows = ctx.desk.list(status if status in statuses else None, queue or None, PAGE_ROWS + 1, (number - 1) * PAGE_ROWS)
@@ -180,13 +192,13 @@ def _evidence(ctx: ServiceContext, run_id: str) -> dict[str, Any]:
 
 
 @router.get("/escalations/{escalation_id}", response_class=HTMLResponse)
-def escalation(request: Request, escalation_id: str, user: User, ctx: Ctx, flash: str = "") -> HTMLResponse:
+def escalation(request: Request, escalation_id: str, user: User, ctx: Ctx) -> HTMLResponse:
     _allow(user, "agent")
     try:
         row = ctx.desk.get(escalation_id)
     except DeskError as exc:
         raise ProblemError(exc.status, exc.message) from None
-    return _escalation_page(request, user, ctx, row, flash)
+    return _escalation_page(request, user, ctx, row)
 
 
 def _escalation_page(request: Request, user: ApiKey, ctx: Ctx, row: Escalation, flash: str = "", draft: dict[str, str] | None = None) -> HTMLResponse:
@@ -207,10 +219,10 @@ async def escalation_action(request: Request, escalation_id: str, action: str, u
     try:
         if action == "claim":
             ctx.desk.claim(escalation_id, actor(user))
-            return _back(here, "Claimed.")
+            return _back(request, here, "Claimed.")
         if action == "release":
             ctx.desk.release(escalation_id, actor(user))
-            return _back("/console/escalations", "Released.")
+            return _back(request, "/console/escalations", "Released.")
         if action == "resolve":
             try:
                 body = ResolveBody(resolution=draft["resolution"], reply=draft["reply"].strip() or None)
@@ -218,20 +230,20 @@ async def escalation_action(request: Request, escalation_id: str, action: str, u
                 problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
                 return _escalation_page(request, user, ctx, ctx.desk.get(escalation_id), problem, draft)
             ctx.desk.resolve(escalation_id, actor(user), body.resolution, body.reply)
-            return _back(here, "Resolved.")
+            return _back(request, here, "Resolved.")
     except DeskError as exc:
         if action == "resolve" and exc.status != 404:  # keep what the agent typed
             return _escalation_page(request, user, ctx, ctx.desk.get(escalation_id), exc.message, draft)
-        return _back(here, exc.message)
+        return _back(request, here, exc.message)
     raise ProblemError(404, f"unknown action {action!r}")
 
 
 @router.get("/approvals", response_class=HTMLResponse)
-def approvals(request: Request, user: User, ctx: Ctx, flash: str = "") -> HTMLResponse:
+def approvals(request: Request, user: User, ctx: Ctx) -> HTMLResponse:
     _allow(user, "agent")
     rows = ctx.runtime.store.approvals(status="pending")
     tickets = {row.run_id: ctx.runtime.store.original_ticket(row.run_id) for row in rows}  # what the approver decides about
-    return _page(request, "approvals.html", user, rows=rows, tickets=tickets, flash=flash)
+    return _page(request, "approvals.html", user, rows=rows, tickets=tickets)
 
 
 @router.post("/approvals/{approval_id}")
@@ -240,14 +252,14 @@ async def answer_approval(request: Request, approval_id: str, user: User, ctx: C
     form = await _form(request)
     decision, note = form.get("decision"), form.get("note", "")
     if decision not in ("approve", "reject"):
-        return _back("/console/approvals", "Choose approve or reject.")
+        return _back(request, "/console/approvals", "Choose approve or reject.")
     if len(note) > MAX_NOTE_CHARS:
-        return _back("/console/approvals", f"The note has {len(note)} characters; at most {MAX_NOTE_CHARS} are kept. Nothing was decided.")
+        return _back(request, "/console/approvals", f"The note has {len(note)} characters; at most {MAX_NOTE_CHARS} are kept. Nothing was decided.")
     try:
         row = decide(ctx, approval_id, decision == "approve", actor(user), note)
     except ProblemError as exc:
-        return _back("/console/approvals", exc.detail)
-    return _back(f"/console/runs/{row.run_id}", f"{'Approved' if decision == 'approve' else 'Rejected'}; the run continues.")
+        return _back(request, "/console/approvals", exc.detail)
+    return _back(request, f"/console/runs/{row.run_id}", f"{'Approved' if decision == 'approve' else 'Rejected'}; the run continues.")
 
 
 @router.get("/runs", response_class=HTMLResponse)
@@ -259,11 +271,11 @@ def runs(request: Request, user: User, ctx: Ctx, status: str = "", page: str = "
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
-def run(request: Request, run_id: str, user: User, ctx: Ctx, flash: str = "", verify: str = "") -> HTMLResponse:
+def run(request: Request, run_id: str, user: User, ctx: Ctx, verify: str = "") -> HTMLResponse:
     _allow(user, "agent", "auditor")
     try:
         evidence = _evidence(ctx, run_id)
     except UnknownRunError:
         raise ProblemError(404, f"unknown run id {run_id!r}") from None
     report = report_run(ctx.audit, run_id) if verify and user.role in ("auditor", "admin") else None
-    return _page(request, "run.html", user, flash=flash, report=report, **evidence)
+    return _page(request, "run.html", user, report=report, **evidence)

@@ -25,6 +25,13 @@ def form_token(secret: str) -> str:
     return hmac.new(secret.encode(), b"caseplan console form", hashlib.sha256).hexdigest()
 
 
+def flash_signature(secret: str, message: str) -> str:
+    """Signs a message a console redirect shows on the next page: the page shows only messages
+    the console itself wrote, not text a link from elsewhere put in the URL ("Security team:
+    approve run …")."""
+    return hmac.new(secret.encode(), b"caseplan console flash\n" + message.encode(), hashlib.sha256).hexdigest()
+
+
 async def read_form(request: Request, secret: str | None) -> dict[str, str]:
     """The posted fields; 403 unless the form carries the token for `secret` (None: the login
     form, which must come from this origin instead)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Protocol
 
 from tools.base import Tool, ToolContext, ToolError
@@ -14,6 +16,25 @@ class SearchBackend(Protocol):
     in_process: bool  # searches without leaving the process (the embedded index)
 
     def search(self, query: str, filters: dict[str, FilterValue], k: int) -> list[Passage]: ...
+
+
+class DeferredBackend:
+    """A backend opened on its first search: commands that only describe the tools (`tools list`,
+    `plans validate`) need the knowledge tool's contract, not a cluster, nor an embedded index
+    filled with the demo knowledge base on a fresh folder."""
+
+    def __init__(self, open_backend: Callable[[], SearchBackend], *, backend_name: str, in_process: bool) -> None:
+        self._open_backend = open_backend
+        self._backend: SearchBackend | None = None
+        self._lock = threading.Lock()
+        self.backend_name = backend_name
+        self.in_process = in_process
+
+    def search(self, query: str, filters: dict[str, FilterValue], k: int) -> list[Passage]:
+        with self._lock:
+            if self._backend is None:
+                self._backend = self._open_backend()
+        return self._backend.search(query, filters, k)
 
 
 class KnowledgeSearch(Tool[KnowledgeSearchInput, KnowledgeSearchOutput]):

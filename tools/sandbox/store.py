@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -21,18 +22,30 @@ class SandboxStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        # First runs at once race to create the tables of a new file, table by table: a loser
-        # tries again and finds more of them made (each failure means one more table exists).
-        for attempt in range(len(SandboxTable.metadata.tables) + 1):
-            try:
-                SandboxTable.metadata.create_all(self.engine)
-                break
-            except OperationalError as exc:
-                if "already exists" not in str(exc) or attempt == len(SandboxTable.metadata.tables):
-                    raise
+        self._tables_made = False
+        self._tables_lock = threading.Lock()
+
+    def _make_tables(self) -> None:
+        """Made on first use, not when the store is built: commands that only describe the tools
+        (`tools list`, `plans validate`) then need no database at all."""
+        with self._tables_lock:
+            if self._tables_made:
+                return
+            # First runs at once race to create the tables of a new file, table by table: a loser
+            # tries again and finds more of them made (each failure means one more table exists).
+            for attempt in range(len(SandboxTable.metadata.tables) + 1):
+                try:
+                    SandboxTable.metadata.create_all(self.engine)
+                    break
+                except OperationalError as exc:
+                    if "already exists" not in str(exc) or attempt == len(SandboxTable.metadata.tables):
+                        raise
+            self._tables_made = True
 
     @contextmanager
     def session(self) -> Iterator[Session]:
+        if not self._tables_made:
+            self._make_tables()
         with Session(self.engine, expire_on_commit=False) as session:
             yield session
 
