@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tools.safe_parse import load_yaml, read_text_file, yaml_error_text
 
@@ -348,6 +357,15 @@ class Settings(_Section):
         if self.data_path.exists() and not self.data_path.is_dir():
             raise ValueError(f"data_dir {self.data_dir!r} is a file, not a folder")
         return self
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir_fits_in_a_url(cls, value: str) -> str:
+        """In the SQLite URLs built from it, "?" starts options and "%20" means a space: the
+        databases would quietly live somewhere else."""
+        if {"?", "%"} & set(value):
+            raise ValueError(f"{value!r} contains '?' or '%', which a SQLite URL reads otherwise; choose another folder")
+        return value
 
     @model_validator(mode="after")
     def _http_timeouts_fit_in_a_step(self) -> Settings:

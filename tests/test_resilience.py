@@ -42,6 +42,15 @@ def test_retries_only_transient_errors():
     assert info.value.attempts == 1
 
 
+def test_a_retry_after_beyond_the_cap_gives_up_at_once_instead_of_asking_again_too_early():
+    sleeps: list[float] = []
+    busy = ToolError("transient", "HTTP 429 from zendesk", status_code=429, retry_after=3600)
+    with pytest.raises(ToolError) as info:
+        run_with_retries(lambda _: (_ for _ in ()).throw(busy), RetryPolicy(max_attempts=5, retry_after_max_s=30), sleep=sleeps.append)
+    assert sleeps == [] and info.value.attempts == 1
+    assert str(info.value) == "HTTP 429 from zendesk (the service asks to wait 3600s, more than the 30s a retry waits)"
+
+
 @respx.mock
 @pytest.mark.parametrize(
     ("response", "kind", "retry_after"),

@@ -59,6 +59,7 @@ def test_bad_config_files(tmp_path: Path, text, message):
             {"CASEPLAN__SERVICE__HEARTBEAT_S": "999", "CASEPLAN_DATA_DIR": "/tmp/x"},
             f"CASEPLAN__SERVICE__HEARTBEAT_S with {DEFAULT_CONFIG}: service: Value error, service.heartbeat_s (999.0) must be below",
         ),
+        ({"CASEPLAN_DATA_DIR": "/tmp/cases?v2"}, "CASEPLAN_DATA_DIR: data_dir: Value error, '/tmp/cases?v2' contains '?' or '%'"),
         ({"CASEPLAN__TOOLS__ADAPTERS__VERIFY_IDENTITY": "okta"}, f"CASEPLAN__TOOLS__ADAPTERS__VERIFY_IDENTITY with {DEFAULT_CONFIG}: tools.adapters: Value error"),
     ],
 )

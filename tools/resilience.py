@@ -51,4 +51,10 @@ def run_with_retries(
             exc.attempts = attempt  # type: ignore[attr-defined]
             if exc.kind != "transient" or attempt >= policy.max_attempts:
                 raise
+            if exc.retry_after is not None and exc.retry_after > policy.retry_after_max_s:
+                # Waiting the cap and asking again would hold a worker for a call the server has
+                # said it will refuse: give up now, and the run escalates with the reason.
+                exc.message = f"{exc.message} (the service asks to wait {exc.retry_after:g}s, more than the {policy.retry_after_max_s:g}s a retry waits)"
+                exc.args = (exc.message,)
+                raise
             sleep(backoff_delay(attempt, policy, exc.retry_after))
