@@ -49,7 +49,7 @@ class AuditSource:
 
     @classmethod
     def open(cls, settings: Settings) -> AuditSource:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, read_only=True)
         check_schema(engine)
         return cls(engine, RecordProtection.from_settings(settings, writer=False))
 

@@ -6,6 +6,7 @@ import sqlite3
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Table, event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -19,9 +20,13 @@ class DatabaseUrlError(ValueError):
     or a SQLite file whose folder cannot be made."""
 
 
-def make_engine(url: str) -> Engine:
-    """Create an engine; for SQLite files, create the folder and tune for many small writes."""
+def make_engine(url: str, *, read_only: bool = False) -> Engine:
+    """Create an engine; for SQLite files, create the folder and tune for many small writes.
+    `read_only` (the audit commands): a SQLite file is opened without writing anything, so a
+    record copied to read-only media can still be read and verified."""
     is_sqlite = url.startswith("sqlite")
+    if read_only and url.startswith("sqlite:///") and not url.endswith(":memory:"):
+        return _read_only_sqlite(Path(url.removeprefix("sqlite:///")))
     try:
         if url.startswith("sqlite:///") and not url.endswith(":memory:"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -35,6 +40,25 @@ def make_engine(url: str) -> Engine:
     if is_sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _read_only_sqlite(path: Path) -> Engine:
+    """Reads `path` and never writes it: `mode=ro` first (other processes may still be writing);
+    where even that cannot open it (a WAL database on a read-only file system needs a `-shm`
+    file it cannot make), `immutable=1`, which is true of read-only media."""
+    if not path.expanduser().is_file():
+        raise DatabaseUrlError(f"there is no record database at {path} yet: run a ticket or `caseplan db upgrade` first")
+    target = quote(str(path.expanduser().resolve()))
+
+    def connect() -> sqlite3.Connection:
+        try:
+            connection = sqlite3.connect(f"file:{target}?mode=ro", uri=True, check_same_thread=False, timeout=30)
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()  # opening is lazy; this is where WAL fails
+            return connection
+        except sqlite3.OperationalError:
+            return sqlite3.connect(f"file:{target}?immutable=1", uri=True, check_same_thread=False)
+
+    return create_engine("sqlite://", creator=connect)
 
 
 def _shown(url: str) -> str:

@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
         from agent.db import make_engine
         from agent.stats import stats_by_route
 
-        engine = make_engine(state(ctx).settings.database_url)
+        engine = make_engine(state(ctx).settings.database_url, read_only=True)
         rows = stats_by_route(engine, limit)
         if as_json:
             echo_json(rows)
