@@ -12,6 +12,7 @@ import stat
 
 import pytest
 
+from agent.evals.runner import eval_settings
 from agent.integrity import RecordError
 from agent.keyfile import use_configured_fingerprint_key
 from agent.runner import Runner
@@ -54,6 +55,10 @@ def test_the_runtime_makes_one_private_key_file_that_every_later_process_uses(bu
     use_fingerprint_key(os.urandom(32))  # another process, before it reads the file
     assert use_configured_fingerprint_key(runtime.settings, create=False)
     assert placeholder("national_id", SSN) == f"[national_id:{keyed(key, SSN)}]"
+
+
+def test_an_eval_s_throwaway_folder_masks_with_the_deployment_s_key(settings, tmp_path):
+    assert eval_settings(settings, tmp_path / "eval-work").fingerprint_key_path == settings.fingerprint_key_path
 
 
 def test_the_key_variable_wins_and_a_bad_one_is_refused_by_name(build, monkeypatch):

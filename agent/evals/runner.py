@@ -52,6 +52,7 @@ def eval_settings(settings: Settings, data_dir: Path) -> Settings:
     data["checkpoints"] = {**data["checkpoints"], "path": None}
     data["tools"]["adapters"] = ToolAdapterSettings().model_dump()
     data["record"] = {**data["record"], "mask_pii": False, "keep_originals": False, "auto_migrate": True}
+    data["pii"] = {**data["pii"], "fingerprint_key_file": str(settings.fingerprint_key_path)}  # logs mask as the deployment's do
     return Settings.model_validate(data)
 
 
