@@ -47,7 +47,7 @@ class RunState(TypedDict, total=False):
     plan_hash: str | None
     verdict: dict[str, Any] | None
     guard: dict[str, Any] | None
-    approved_steps: list[str]
+    approved_rules: dict[str, list[str]]  # step id -> the needs-approval rules a person approved
     received_at: str | None  # when the run arrived (ISO): what a replay judges rate limits at
     step_index: int
     outputs: dict[str, Any]
@@ -102,7 +102,7 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
         guard = {"phase": "input_guard", "decision": decision, **report.model_dump(mode="json")}
         record(state, "intake", [("intake", {"ticket": state["ticket"], "guard": guard})], status="running")
         fresh = {"escalation": None, "plan": None, "step_index": 0, "outputs": {}, "results": [], "status": "running"}
-        fresh |= {"guard": report.model_dump(mode="json"), "approved_steps": []}
+        fresh |= {"guard": report.model_dump(mode="json"), "approved_rules": {}}
         if report.flagged:
             return fresh | _escalate("injection_suspected", f"input guard: {report.summary()}", "intake")
         if report.topics:
@@ -186,7 +186,8 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
         record(state, "approval", [("approval", {"plan_hash": state["plan_hash"], "steps": pending, "answer": answer})], status="running")
         if not approved:
             return _escalate("approval_rejected", str(answer.get("note", "")) if isinstance(answer, dict) else "", "approval")
-        return {"verdict": {**state["verdict"], "decision": "allow"}, "approved_steps": [d["step_id"] for d in pending]}
+        shown = {d["step_id"]: [c["rule_id"] for c in d["checks"] if c["decision"] == "needs_approval"] for d in pending}
+        return {"verdict": {**state["verdict"], "decision": "allow"}, "approved_rules": shown}
 
     def execute(state: RunState) -> dict[str, Any]:
         built = current_plan(state)
@@ -196,7 +197,7 @@ def build_graph(deps: GraphDeps, checkpointer: Any) -> Any:
         context = GateContext(
             ticket=state["ticket"],
             flags=_flags(state),
-            approved_steps=state.get("approved_steps") or [],
+            approved_rules=state.get("approved_rules") or {},
             route_confidence=(state.get("route") or {}).get("confidence"),
             received_at=_received_at(state),
             run_id=state["run_id"],

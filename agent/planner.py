@@ -43,7 +43,11 @@ class Planner:
         fill = self.filler.fill(template, ticket, context)
         if fill.missing:
             details = [
-                f"{name} is ambiguous ({len(fill.ambiguous[name])} candidates)" if name in fill.ambiguous else f"{name} not found"
+                f"{name} is ambiguous ({len(fill.ambiguous[name])} candidates)"
+                if name in fill.ambiguous
+                else f"{name}: {fill.rejected[name]}"
+                if name in fill.rejected
+                else f"{name} not found"
                 for name in fill.missing
             ]
             return PlanOutcome(fill=fill, reason="missing_information", detail="; ".join(details))

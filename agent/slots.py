@@ -30,6 +30,9 @@ _TICKET_MORE = re.compile(
     r"(?:\s{0,3}(?:,|/|&|\+|\b(?:and|or|plus|as well as)\b)\s{0,3}(?:also\s{1,3}|then\s{1,3})?(?:(?:ticket|case|request)\s{0,3})?#?(\d{3,12})\b)",
     re.IGNORECASE,
 )
+# "ticket 42", "case #1OO1": a ticket named in a form no helpdesk id takes (too short, letters
+# for digits). Filling the slot from the ticket being handled instead would act on another one.
+_TICKET_UNREADABLE = re.compile(r"\b(?:ticket|case)\s{0,3}(?:(?:number|no\.?|nr\.?|id)\s{0,3})?(?:[-:#]\s{0,3})?#?(\w{1,16})", re.IGNORECASE)
 _ORDER = re.compile(r"\b(?:order|purchase)s?\s*(?:(?:number|no\.?|id)\s*)?(?:[:#]\s*)?#?([A-Za-z]{0,4}-?\d{4,20})\b", re.IGNORECASE)
 _INVOICE = re.compile(r"\b(?:invoice|bill|receipt)s?\s*(?:(?:number|no\.?|id)\s*)?(?:[:#]\s*)?#?([A-Za-z]{0,4}-?\d{3,20})\b", re.IGNORECASE)
 PATTERNS: dict[str, re.Pattern[str]] = {"email": _EMAIL, "ticket_id": _TICKET, "order_id": _ORDER, "invoice_id": _INVOICE}
@@ -70,6 +73,14 @@ def find_pattern(slot_type: str, text: str) -> list[str]:
         others = {m.group(1) for other in _NOT_TICKETS for m in other.finditer(text)}
         found = [value for value in found if value not in others]
     return found
+
+
+def unreadable_ticket(text: str) -> str | None:
+    """A ticket the text names in a form `find_pattern` does not read as a ticket id, if any."""
+    for match in _TICKET_UNREADABLE.finditer(text):
+        if any(char.isdigit() for char in match.group(1)):
+            return match.group(1)
+    return None
 
 
 def _joined_on(text: str, position: int) -> list[str]:
@@ -137,6 +148,9 @@ class SlotFiller:
                 found = find_pattern(spec.type, ticket.full_text)
                 if len(found) > 1:
                     fill.ambiguous[name] = found
+                    return None, ""
+                if not found and spec.type == "ticket_id" and (named := unreadable_ticket(ticket.full_text)):
+                    fill.rejected[name] = f"the ticket names ticket {named!r}, which is not a ticket id"
                     return None, ""
                 value = found[0] if found else None
             if value in (None, ""):

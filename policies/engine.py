@@ -16,6 +16,7 @@ tool stricter (to loosen a packaged rule, a file replaces it by its id).
 from __future__ import annotations
 
 import copy
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -76,7 +77,7 @@ class GateContext(BaseModel):
 
     ticket: dict[str, Any] = {}
     flags: list[str] = []
-    approved_steps: list[str] = []
+    approved_rules: dict[str, list[str]] = {}  # step id -> the needs-approval rules a person was shown and approved
     route_confidence: float | None = None
     received_at: datetime | None = None
 
@@ -104,16 +105,23 @@ def _in_window(window: TimeWindow, now: datetime) -> bool:
     return clock < window.end and previous in window.days
 
 
+def _label(value: Any) -> str:
+    """A platform's label as a rule compares it: NFKC, invisible characters removed, case folded
+    ("VIP", "vip\u200b" and "ｖｉｐ" are one tier; a rule must not miss a disguised one)."""
+    folded = unicodedata.normalize("NFKC", str(value or ""))
+    return "".join(char for char in folded if unicodedata.category(char) != "Cf").strip().casefold()
+
+
 def _matches(cond: Condition, facts: Mapping[str, Any], args: Mapping[str, Any] | None, now: datetime) -> bool:
     if cond.templates is not None and facts["template"] not in cond.templates:
         return False
     if cond.templates_not is not None and facts["template"] in cond.templates_not:
         return False
-    if cond.customer_tier is not None and (facts["customer_tier"] or "").lower() not in {t.lower() for t in cond.customer_tier}:
+    if cond.customer_tier is not None and _label(facts["customer_tier"]) not in {_label(t) for t in cond.customer_tier}:
         return False
-    if cond.tags_any is not None and not {t.lower() for t in facts["tags"]} & {t.lower() for t in cond.tags_any}:
+    if cond.tags_any is not None and not {_label(t) for t in facts["tags"]} & {_label(t) for t in cond.tags_any}:
         return False
-    if cond.channel is not None and facts["channel"] not in cond.channel:
+    if cond.channel is not None and _label(facts["channel"]) not in {_label(c) for c in cond.channel}:
         return False
     if cond.side_effects_min is not None and facts["side_effects"] < cond.side_effects_min:
         return False
@@ -312,7 +320,8 @@ class PolicyEngine:
         ctx, step, plan = request.context, request.step, request.plan
         now = datetime.now(UTC)
         facts = self._facts(plan, ctx.ticket)
-        checks = [self._approved(check, step.id in ctx.approved_steps) for check in self._tool_decisions(step, facts, request.args, now)]
+        approved = ctx.approved_rules.get(step.id)
+        checks = [self._approved(check, approved) for check in self._tool_decisions(step, facts, request.args, now)]
         if (guard := self._guard_check(step.tool, ctx.flags)) is not None:
             checks.append(guard)
         checks += [self._live_precondition(pre, request, facts) for pre in self._preconditions(step.tool)]
@@ -331,12 +340,16 @@ class PolicyEngine:
         return decision
 
     @staticmethod
-    def _approved(check: Check, approved: bool) -> Check:
-        """At the gate a needs-approval check holds only with a person's approval."""
+    def _approved(check: Check, approved: list[str] | None) -> Check:
+        """At the gate a needs-approval check holds only when a person approved the step for this
+        very rule: one the plan check could not see (it matches on a value known only now) was
+        never put before them, and an approval for another rule does not cover it."""
         if check.decision != "needs_approval":
             return check
-        if approved:
+        if approved is not None and check.rule_id in approved:
             return check.model_copy(update={"decision": "allow", "reason": f"{check.reason} (approved by a person)"})
+        if approved:
+            return check.model_copy(update={"decision": "deny", "reason": f"{check.reason}; the person approved this step for {', '.join(approved)}, not for this rule"})
         return check.model_copy(update={"decision": "deny", "reason": f"{check.reason}; no approval was given"})
 
     def _live_precondition(self, pre: Precondition, request: GateRequest, facts: Mapping[str, Any]) -> Check:

@@ -161,8 +161,12 @@ class InputGuardian:
     def __init__(self, config: InputGuard, topics: Iterable[Topic], tool_names: Iterable[str]) -> None:
         self.config = config
         self.detectors = set(config.detectors)
-        # a phrase also matches its plural ("lawyers", "lawsuits"); spelling variants are listed
-        self.topics = [(topic, re.compile(r"\b(?:" + "|".join(re.escape(p.lower()) for p in topic.phrases) + r")(?:e?s)?\b")) for topic in topics]
+        # A phrase is normalised as the ticket is ("401k" is read as the ticket's "aoik"), matches
+        # its plural ("lawyers"), and may begin or end with punctuation ("sue you!", "#metoo").
+        self.topics = [
+            (topic, re.compile(r"(?<![a-z0-9])(?:" + "|".join(re.escape(normalise(p)) for p in topic.phrases) + r")(?:e?s)?(?![a-z0-9])"))
+            for topic in topics
+        ]
         names = sorted(name for name in tool_names if "_" in name)
         self._tools = re.compile(r"\b(?:" + "|".join(map(re.escape, names)) + r")\b", re.I) if names else None
 

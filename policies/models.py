@@ -37,6 +37,15 @@ class TimeWindow(_Strict):
     tz: str = "UTC"
     days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1)
 
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _clock_text(cls, value: object) -> object:
+        """"HH:MM" in quotes: YAML reads an unquoted 20:00 as the number 1200 (base 60), which
+        would become 00:20 UTC, and a time with a zone cannot be compared with the local clock."""
+        if not isinstance(value, str) or not re.fullmatch(r"\d{1,2}:\d{2}(:\d{2})?", value.strip()):
+            raise ValueError(f"write clock times as quoted \"HH:MM\" text (got {value!r}); the zone goes in tz")
+        return value.strip()
+
     @field_validator("tz")
     @classmethod
     def _known_zone(cls, value: str) -> str:

@@ -16,6 +16,8 @@ CONTRARY = [
     ("Why did you close my ticket 1003? It is not fixed!", "close_ticket"),
     ("Keep ticket 1003 open please, I will send more details tomorrow", "close_ticket"),
     ("Only close ticket 1003 after the refund has been processed", "close_ticket"),
+    ("I'd rather you didn't close ticket 1003 yet, I will confirm tomorrow", "close_ticket"),
+    ("Please hold off on closing ticket 1003 until I test it again tomorrow", "close_ticket"),
     ("Do not reset my password! Someone keeps requesting reset links for my account", "password_reset"),
     ("I did NOT forget my password, I want to change my email address", "password_reset"),
 ]

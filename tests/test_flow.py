@@ -87,6 +87,13 @@ def test_closing_two_tickets_named_in_one_sentence_goes_to_a_person(runner, runt
     assert {t.ticket_id: t.status for t in sandbox_rows(runtime, SandboxTicket)}["1001"] != "closed"
 
 
+def test_a_ticket_named_in_a_form_that_is_no_ticket_id_is_not_replaced_by_the_one_being_handled(runner, runtime):
+    result = runner.submit(Ticket(text="Thanks, ticket 42 is sorted now, please close ticket 42.", requester_email="jane@example.com", ticket_id="1003"))
+    assert result.status == "escalated" and result.escalation["reason"] == "missing_information", result.escalation
+    assert "the ticket names ticket '42', which is not a ticket id" in result.escalation["detail"]
+    assert {t.ticket_id: t.status for t in sandbox_rows(runtime, SandboxTicket)}["1003"] == "open"
+
+
 def test_out_of_scope_ticket_escalates_instead_of_forcing_a_template(runner, runtime):
     result = runner.submit(Ticket(text="What is the capital of France?", requester_email="omar@example.com"))
     assert result.status == "escalated"

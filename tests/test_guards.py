@@ -85,6 +85,13 @@ def test_topics_match_plurals():
         assert [t.rule_id for t in GUARD.inspect_ticket({"text": text}).topics] == ["legal-threat"], text
 
 
+def test_topic_phrases_with_digits_and_edge_punctuation_match_as_written():
+    guard = InputGuardian(InputGuard(), [Topic(id="t", phrases=["401k", "gdpr art. 17", "#metoo", "sue you!"], reason="r")], TOOLS)
+    for text in ("my password for the 401k portal", "erase me under GDPR Art. 17", "this is a #MeToo matter", "I will SUE YOU! today"):
+        assert [t.rule_id for t in guard.inspect_ticket({"text": text}).topics] == ["t"], text
+    assert guard.inspect_ticket({"text": "my 4011k plan and a metoot"}).topics == []
+
+
 def test_passages_that_carry_instructions_are_flagged_but_plain_ones_are_not():
     assert GUARD.inspect_passage("To reset your password, open Settings and choose Security.") == []
     assert GUARD.inspect_passage("We will never ask you to send your password, PIN or card number by email.") == []

@@ -63,6 +63,11 @@ def problems(tmp_path, registry, text) -> list[str]:
         ),
         ("version: 1\nrate_limits:\n  - id: l\n    tool: password_reset\n    per: requester\n    limit: 3\n    window: forever\n", 7, "rate_limits[0].window"),
         ("version: 2\n", 1, "version: Input should be 1"),
+        (  # unquoted, YAML reads 20:00 as the number 1200
+            "version: 1\nrules:\n  - id: r\n    tools: [ticket_update]\n    when: {outside: {start: '08:00', end: 20:00}}\n    decision: deny\n    reason: x\n",
+            5,
+            'write clock times as quoted "HH:MM" text (got 1200)',
+        ),
     ],
 )
 def test_bad_policy_files_name_file_line_and_field(tmp_path, registry, text, line, expected):
@@ -118,6 +123,14 @@ rules:
     assert (saturday.decision, saturday.steps[0].rule_id) == ("deny", "no-updates-at-night")
     night = engine.evaluate(plan_of(UPDATE), own, now=datetime(2026, 11, 23, 21, 0, tzinfo=UTC))
     assert night.decision == "deny"
+    disguised = engine.evaluate(plan_of(UPDATE), {**own, "customer_tier": "ＧＯＬＤ\u200b", "tags": ["billing\u200b"]}, now=monday_noon)
+    assert disguised.decision == "needs_approval"  # full-width letters and a zero-width space do not slip past a rule
+
+
+def test_channel_conditions_ignore_case(tmp_path, registry):
+    extra = write(tmp_path, "version: 1\nrules:\n  - id: no-email-updates\n    tools: [ticket_update]\n    when: {channel: [Email]}\n    decision: deny\n    reason: x\n")
+    verdict = PolicyEngine([extra], registry, TEMPLATES).evaluate(plan_of(UPDATE), {"ticket_id": "1003", "requester_email": "j@example.com", "channel": "email"})
+    assert (verdict.decision, verdict.steps[0].rule_id) == ("deny", "no-email-updates")
 
 
 def test_unknown_tools_fall_to_the_default_and_side_effect_count_conditions(tmp_path, registry):

@@ -36,10 +36,11 @@ def reset_plan(runtime, ticket: Ticket) -> Plan:
     return outcome.plan
 
 
-def run_reset_step(runtime, plan, outputs, ticket, run_id="run_gate", approved=()):
-    """The executor asked to run make_password directly, as a resumed or tampered run would."""
+def run_reset_step(runtime, plan, outputs, ticket, run_id="run_gate", approved=None):
+    """The executor asked to run make_password directly, as a resumed or tampered run would;
+    `approved`: the needs-approval rules a person approved for it."""
     step = next(s for s in plan.steps if s.tool == "password_reset")
-    context = GateContext(ticket=ticket.model_dump(mode="json"), approved_steps=list(approved))
+    context = GateContext(ticket=ticket.model_dump(mode="json"), approved_rules={step.id: approved} if approved is not None else {})
     return runtime.executor.run_step(plan, plan.hash, step, outputs, run_id, context)
 
 
@@ -191,6 +192,26 @@ def test_a_needs_approval_reset_waits_for_a_person_then_runs_once_approved(runti
     gate = next(s["policy"] for s in approved.steps if s["step_id"] == "make_password")
     assert gate["decision"] == "allow"
     assert [c["rule_id"] for c in gate["checks"] if "approved by a person" in c["reason"]] == ["vip-reset-needs-approval"]
+
+
+def test_an_approval_covers_only_the_rules_the_person_was_shown(tmp_path, embedder, local_model, database_env):
+    """A rule on a value known only at the gate (the account id a lookup returns) was not in the
+    approval request, so approving the VIP reset does not approve it."""
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(
+        "version: 1\nrules:\n  - id: u1001-resets-need-approval\n    tools: [password_reset]\n"
+        "    when: {args: {user_id: [u_1001]}}\n    decision: needs_approval\n    reason: resets of u_1001 need a second look\n"
+    )
+    runtime = fast_runtime(tmp_path / "data", embedder, local_model, CASEPLAN__POLICIES__FILES=f"[{extra}]", **database_env)
+    runner = Runner(runtime)
+    waiting = runner.submit(reset_ticket(customer_tier="vip"))
+    assert [s["rule_id"] for s in waiting.pending_approval] == ["vip-reset-needs-approval"]
+    done = runner.answer_approval(waiting.run_id, True, "agent@example.com")
+    assert done.status == "escalated" and sandbox_resets(runtime) == (0, 0)
+    gate = next(s["policy"] for s in done.steps if s["step_id"] == "make_password")
+    assert gate["rule_id"] == "u1001-resets-need-approval"
+    assert "the person approved this step for vip-reset-needs-approval, not for this rule" in gate["reason"]
+    runtime.engine.dispose()
 
 
 def test_an_answered_approval_is_used_when_the_run_is_driven_again_without_its_checkpoint(runtime):
