@@ -12,11 +12,11 @@ import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy import Text, cast, select
+from sqlalchemy import Text, cast, or_, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Engine
 
@@ -38,6 +38,7 @@ from tools.escalation import DeskEvent, Escalation
 
 EXPORT_FORMAT = "caseplan.run/1"
 PAGE = 200
+STALLED_AFTER = timedelta(days=1)  # no run that is not waiting for a person is silent this long
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ class RunTimeline(BaseModel):
 
 class VerifyReport(BaseModel):
     run_id: str
-    status: Literal["verified", "tampered", "in_progress", "unverifiable"]
+    status: Literal["verified", "tampered", "in_progress", "stalled", "unverifiable"]
     record_version: int | None = None
     chain: str | None = None
     events: int = 0
@@ -152,6 +153,7 @@ class VerifySummary(BaseModel):
     verified: int = 0
     tampered: int = 0
     in_progress: int = 0
+    stalled: int = 0
     unverifiable: int = 0
     seconds: float = 0.0
     reports: list[VerifyReport] = []
@@ -179,10 +181,13 @@ def parse_since(text: str) -> datetime:
 
 
 def _runs_query(query: RunQuery) -> Any:
-    runs = Run.__table__
+    runs, events = Run.__table__, RunEvent.__table__
     statement = select(runs).order_by(runs.c.created_at.desc(), runs.c.id)
     if query.since is not None:
-        statement = statement.where(runs.c.created_at >= query.since)
+        # Also by the first event's time, which the chain seals: a run whose row was given an
+        # earlier date is still selected (and its seal then says the row was changed).
+        arrived = select(events.c.run_id).where(events.c.seq == 1, events.c.created_at >= query.since)
+        statement = statement.where(or_(runs.c.created_at >= query.since, runs.c.id.in_(arrived)))
     if query.status:
         statement = statement.where(runs.c.status == query.status)
     if query.template:
@@ -221,6 +226,8 @@ def _decode(text: str | None) -> tuple[Any, str | None]:
         return json.loads(text), None
     except json.JSONDecodeError as exc:
         return None, f"not valid JSON: {exc.msg} at character {exc.pos} of {len(text)}"
+    except RecursionError:  # caseplan never writes JSON nested this deep
+        return None, f"JSON nested too deeply to read ({len(text)} characters)"
 
 
 _RUN_JSON = ("ticket", "route", "versions")
@@ -330,15 +337,32 @@ def _check(source: AuditSource, run: RecordedRun, require_signed: bool) -> Verif
     if run.load_error:
         finding = Finding(run_id=run.id, problem="unreadable", message=f"run {run.id}: {run.load_error}")
         return base.model_copy(update={"status": "tampered", "findings": [finding], "message": finding.message})
-    if run.in_progress:
-        return base.model_copy(update={"status": "in_progress", "message": str(RunInProgress(run.id, run.status))})
     try:
         findings = check_run(run, source.protection.keyring.signer_for, require_signed)
     except RecordError as exc:
         return base.model_copy(update={"status": "unverifiable", "message": str(exc)})
     if findings:
         return base.model_copy(update={"status": "tampered", "findings": findings, "message": findings[0].message})
+    if run.in_progress:
+        return base.model_copy(update=_unsealed(run))
     return base.model_copy(update={"message": f"run {run.id}: {len(run.events)} events verified ({run.chain})"})
+
+
+def _unsealed(run: RecordedRun, now: datetime | None = None) -> dict[str, Any]:
+    """An unfinished run whose events so far verify: in progress, or stalled when it has been
+    silent too long for a run that is not waiting for a person. Stalled is a crash nobody
+    resumed, or a finished run whose seal and last events were removed: either way someone
+    must look (`caseplan replay`, or resume it)."""
+    last = max([run.created_at, *(event.created_at for event in run.events)])
+    silent = (now or datetime.now(UTC)) - (last if last.tzinfo else last.replace(tzinfo=UTC))
+    if run.status == "waiting_approval" or silent < STALLED_AFTER:
+        return {"status": "in_progress", "message": f"{RunInProgress(run.id, run.status)} ({len(run.events)} events so far verify)"}
+    hours = silent.total_seconds() / 3600
+    return {
+        "status": "stalled",
+        "message": f"run {run.id} is not sealed and has had no event for {hours:.0f} h (status {run.status}): "
+        "a run that stopped and was never resumed, or a seal removed with the last events; replay or resume it",
+    }
 
 
 def verify_run(source: AuditSource, run_id: str, require_signed: bool | None = None) -> VerifyReport:
@@ -353,11 +377,11 @@ def report_run(source: AuditSource, run_id: str) -> VerifyReport:
 
 
 def verify_recorded(source: AuditSource, run: RecordedRun, require_signed: bool | None = None) -> VerifyReport:
-    if run.in_progress:
-        raise RunInProgress(run.id, run.status)
     report = _check(source, run, _required(source, require_signed))
     if report.status == "unverifiable":
         raise RecordError(report.message)
+    if report.status == "in_progress":
+        raise RunInProgress(run.id, run.status)
     return report
 
 
@@ -504,7 +528,7 @@ def run_timeline(source: AuditSource, run_id: str) -> RunTimeline:
             )
             for e in run.events
         ],
-        approvals=[ApprovalView.model_validate(dict(row)) for row in approvals],
+        approvals=[ApprovalView.model_validate(mask(dict(row))) for row in approvals],
         escalations=[
             EscalationView.model_validate(mask({**row, "history": [dict(move) for move in trail if move["escalation_id"] == row["id"]]})) for row in escalations
         ],

@@ -24,11 +24,12 @@ from pydantic import BaseModel, Field
 from plans.models import canonical_json
 
 GENESIS_HASH = "0" * 64
-RECORD_VERSION = 2
+RECORD_VERSION = 3
 """Format of runs written now. 1: sha256 chain, root hash = last event hash (caseplan 0.1).
 2: chain bound to the run id and the versions behind each event, sha256 or HMAC-SHA256, PII
-masked, root hash sealing the run outcome."""
-SUPPORTED_RECORD_VERSIONS = (1, 2)
+masked, root hash sealing the run outcome. 3: the seal also covers when the run arrived and the
+ticket id it handled (moved, a run drops out of an auditor's date range unseen)."""
+SUPPORTED_RECORD_VERSIONS = (1, 2, 3)
 PLAIN_CHAIN = "sha256"
 HMAC_CHAIN = "hmac-sha256"
 FINISHED_STATUSES = ("completed", "escalated", "failed")
@@ -170,12 +171,16 @@ class RecordedRun(BaseModel):
 
 
 def run_outcome(run_id: str, fields: dict[str, Any], last_seq: int, record_version: int, chain: str) -> dict[str, Any]:
-    """What the root hash seals besides the chain: the run row an auditor reads first."""
+    """What the root hash seals besides the chain: the run row an auditor reads first
+    (`fields["created_at"]` a datetime)."""
     keys = ("status", "ticket", "template", "plan_hash", "route", "reply", "escalation_reason", "error", "versions")
-    return {"run": run_id, "events": last_seq, "record_version": record_version, "chain": chain} | {k: fields.get(k) for k in keys}
+    outcome = {"run": run_id, "events": last_seq, "record_version": record_version, "chain": chain} | {k: fields.get(k) for k in keys}
+    if record_version >= 3:
+        outcome |= {"ticket_id": fields.get("ticket_id"), "created_at": stamp(fields["created_at"])}
+    return outcome
 
 
-Problem = Literal["unreadable", "missing_event", "broken_link", "hash_mismatch", "root_mismatch", "no_root", "unsigned", "bad_status"]
+Problem = Literal["unreadable", "missing_event", "broken_link", "hash_mismatch", "root_mismatch", "no_root", "unsigned", "bad_status", "downgraded"]
 
 
 class Finding(BaseModel):
@@ -189,7 +194,8 @@ class Finding(BaseModel):
 
 
 def check_run(run: RecordedRun, signer_for: Callable[[str, str], Signer], require_signed: bool = False) -> list[Finding]:
-    """Every integrity problem of one finished run, in event order (empty: it verifies)."""
+    """Every integrity problem of one run, in event order (empty: it verifies). A run still in
+    progress has no seal yet: its events so far are checked."""
     if run.record_version not in SUPPORTED_RECORD_VERSIONS:
         raise RecordError(
             f"run {run.id} uses record format {run.record_version}; this caseplan reads formats "
@@ -212,7 +218,11 @@ def check_run(run: RecordedRun, signer_for: Callable[[str, str], Signer], requir
             )
         )
 
-    if run.status in UNFINISHED_STATUSES:
+    if legacy and run.chain != PLAIN_CHAIN:
+        found("downgraded", f"is labelled record format 1, which had only plain sha256 chains, yet its chain says {run.chain[:40]!r}: rewritten as an old-format run")
+    if run.in_progress:
+        pass  # no seal yet: the status is still allowed to say so
+    elif run.status in UNFINISHED_STATUSES:
         found("bad_status", f"is sealed, yet its status says {run.status!r}: the status was changed after the run finished")
     elif run.status not in FINISHED_STATUSES:
         found("bad_status", f"has status {run.status[:40]!r}, which caseplan never writes")
@@ -242,13 +252,16 @@ def check_run(run: RecordedRun, signer_for: Callable[[str, str], Signer], requir
                 found("hash_mismatch", f"hash does not match its contents (payload, kind, node or time edited{rewritten})", event)
         previous, expected = event.hash, event.seq + 1
     last = run.events[-1] if run.events else None
+    if run.in_progress:
+        return findings
     if run.root_hash is None:
         found("no_root", "finished but has no root hash (never sealed, or the root hash was removed)", last, named=False)
     else:
         if legacy:
             sealed = previous
         else:
-            outcome = run_outcome(run.id, run.model_dump(mode="json"), last.seq if last else 0, run.record_version, run.chain)
+            fields = run.model_dump(mode="json") | {"created_at": run.created_at}
+            outcome = run_outcome(run.id, fields, last.seq if last else 0, run.record_version, run.chain)
             sealed = root_digest(signer, previous, outcome)
         if sealed != run.root_hash:
             tail = f"the chain ending at event {last.seq} ({last.kind})" if last else "an empty chain"

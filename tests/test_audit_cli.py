@@ -18,6 +18,7 @@ def three_runs(runner, runtime, settings):
     reset, status, pizza = (runner.submit(TICKETS[i]) for i in (0, 1, 6))
     old = datetime.now(UTC) - timedelta(days=3)
     execute(runtime.engine, "UPDATE run SET created_at = :at WHERE id = :r", at=old, r=pizza.run_id)
+    execute(runtime.engine, "UPDATE runevent SET created_at = :at WHERE run_id = :r", at=old, r=pizza.run_id)  # a run of 3 days ago throughout
     return cli_env(settings), reset.run_id, status.run_id, pizza.run_id
 
 
@@ -44,7 +45,7 @@ def test_show_prints_the_masked_timeline(three_runs):
     result = invoke(env, "audit", "show", reset)
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[0].startswith(f"run:      {reset}  completed  password_reset  (record format 2, sha256, root ")
+    assert lines[0].startswith(f"run:      {reset}  completed  password_reset  (record format 3, sha256, root ")
     kinds = [line.split()[2] for line in lines if line.startswith("   ") and line.split()[0].isdigit()]
     assert kinds[:4] == ["intake", "route", "plan", "policy_decision"] and kinds[-1] == "reply"
     assert "jane@example.com" not in result.stdout and "[email:" in result.stdout

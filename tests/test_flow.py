@@ -48,7 +48,7 @@ def test_password_reset_executes_and_is_recorded(runner, runtime):
             signer, previous, run.id, event.seq, event.kind, event.node, event.payload, event.versions, event.created_at
         )
         previous = event.hash
-    outcome = run_outcome(run.id, run.model_dump(mode="json"), events[-1].seq, run.record_version, run.chain)
+    outcome = run_outcome(run.id, {**run.model_dump(mode="json"), "created_at": run.created_at}, events[-1].seq, run.record_version, run.chain)
     assert run.root_hash == root_digest(signer, previous, outcome)
 
 

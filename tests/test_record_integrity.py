@@ -5,6 +5,7 @@ when CASEPLAN_TEST_DATABASE_URL is set), the real CLI."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
@@ -65,6 +66,21 @@ TAMPERING = {
         "the run row was changed",
     ),
     "corrupt a payload": (corrupt, "event 1 (intake)", "truncated or corrupted"),
+    "move the run to another date": (
+        lambda rt, r: execute(rt.engine, "UPDATE run SET created_at = :at WHERE id = :r", at="2020-01-01 00:00:00", r=r),
+        "chain ending at event 15 (reply)",
+        "the run row was changed",
+    ),
+    "give the run another ticket id": (
+        lambda rt, r: execute(rt.engine, "UPDATE run SET ticket_id = '9999' WHERE id = :r", r=r),
+        "chain ending at event 15 (reply)",
+        "the run row was changed",
+    ),
+    "nest a payload too deep to read": (
+        lambda rt, r: execute(rt.engine, "UPDATE runevent SET payload = :p WHERE run_id = :r AND seq = 2", p='{"x": ' + "[" * 2000 + "]" * 2000 + "}", r=r),
+        "event 2",
+        "nested too deeply",
+    ),
 }
 
 
@@ -189,6 +205,15 @@ def test_downgrading_a_signed_run_to_plain_sha256_is_caught_when_signatures_are_
     assert strict.exit_code == 1 and f"run {signed}" in strict.stdout
 
 
+def test_a_signed_run_relabelled_as_an_old_format_run_is_caught(signing_key, runner, runtime, settings):
+    """Format 1 had plain chains and no sealed run row; a signed run passed off as one must not
+    verify under its HMAC label, with or without the key."""
+    signed = runner.submit(TICKETS[1]).run_id
+    execute(runtime.engine, "UPDATE run SET record_version = 1 WHERE id = :r", r=signed)
+    result = invoke(cli_env(settings), "audit", "verify", signed)
+    assert result.exit_code == 1 and f"TAMPERED: run {signed}: is labelled record format 1" in result.stdout, result.stdout
+
+
 def test_a_signed_run_needs_its_key_to_be_checked(signing_key, runner, settings, monkeypatch):
     signed = runner.submit(TICKETS[1]).run_id
     env = cli_env(settings)
@@ -202,6 +227,30 @@ def test_a_signed_run_needs_its_key_to_be_checked(signing_key, runner, settings,
     assert wrong.exit_code == 2 and "is signed with key id" in wrong.stderr
     summary = invoke(env, "audit", "verify", "--all")
     assert summary.exit_code == 2 and "1 could not be checked" in summary.stdout
+
+
+def test_a_run_moved_to_an_earlier_date_is_still_in_the_date_range_checked(recorded):
+    runtime, env, reset, _ = recorded
+    execute(runtime.engine, "UPDATE run SET created_at = :at WHERE id = :r", at="2020-01-01 00:00:00", r=reset)
+    today = invoke(env, "audit", "verify", "--all", "--since", datetime.now(UTC).date().isoformat())
+    assert today.exit_code == 1 and f"TAMPERED: run {reset}" in today.stdout and "checked 2 runs" in today.stdout
+
+
+def test_a_seal_removed_with_the_last_events_is_caught(recorded, monkeypatch):
+    """Status set back to running, root hash and the tool calls deleted: an edit of what is left
+    breaks its chain, and what is left alone is reported stalled once the run is silent."""
+    runtime, env, reset, _ = recorded
+    execute(runtime.engine, "UPDATE run SET status = 'running', root_hash = NULL, reply = NULL WHERE id = :r", r=reset)
+    execute(runtime.engine, "DELETE FROM runevent WHERE run_id = :r AND seq >= 12", r=reset)
+    quiet = invoke(env, "audit", "verify", "--all")
+    assert quiet.exit_code == 0 and "1 in progress" in quiet.stdout  # minutes old: it could still be running
+    monkeypatch.setattr("agent.audit.STALLED_AFTER", timedelta(0))
+    stalled = invoke(env, "audit", "verify", "--all")
+    assert stalled.exit_code == 1 and f"STALLED:  run {reset} is not sealed" in stalled.stdout and "1 stalled" in stalled.stdout
+    assert invoke(env, "audit", "verify", reset).exit_code == 1
+    execute(runtime.engine, "UPDATE runevent SET payload = :p WHERE run_id = :r AND seq = 1", p=json.dumps({"text": "EDITED"}), r=reset)
+    edited = invoke(env, "audit", "verify", "--all")
+    assert edited.exit_code == 1 and f"TAMPERED: run {reset} event 1 (intake)" in edited.stdout
 
 
 def test_unknown_and_unfinished_runs_get_exit_2(runtime, settings):

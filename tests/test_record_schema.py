@@ -139,7 +139,7 @@ def test_a_run_in_a_newer_record_format_is_refused_clearly(engine, settings):
     store.finish_run(run.id, status="failed", error="test")
     env = cli_env(settings)
     assert invoke(env, "audit", "verify", run.id).exit_code == 0
-    execute(engine, "UPDATE run SET record_version = 3 WHERE id = :r", r=run.id)
+    execute(engine, "UPDATE run SET record_version = 4 WHERE id = :r", r=run.id)
     result = invoke(env, "audit", "verify", run.id)
     assert result.exit_code == 2
-    assert result.stderr.strip() == f"error: run {run.id} uses record format 3; this caseplan reads formats 1-2: upgrade caseplan to check it"
+    assert result.stderr.strip() == f"error: run {run.id} uses record format 4; this caseplan reads formats 1-3: upgrade caseplan to check it"

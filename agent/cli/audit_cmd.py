@@ -96,7 +96,7 @@ def show(ctx: typer.Context, run_id: str, as_json: bool = typer.Option(False, "-
         typer.echo(f"  {event.seq:>3}  {utc_text(event.created_at, True)}  {event.kind:<15} {event.node:<9} {event.summary}")
     for approval in timeline.approvals:
         decided = f" by {approval.decided_by}" if approval.decided_by else ""
-        typer.echo(f"approval: {approval.id} {approval.status}{decided}")
+        typer.echo(f"approval: {approval.id} {approval.status}{decided}  (queue state, outside the seal: the approval event above is the record)")
     for escalation in timeline.escalations:
         typer.echo(f"escalation: {escalation.id} {escalation.reason} ({escalation.priority}, queue {escalation.queue}, {escalation.status})")
     if timeline.reply:
@@ -111,6 +111,9 @@ def _print_report(report: VerifyReport) -> None:
         return
     if report.status == "in_progress":
         typer.echo(f"skipped:  {report.message}")
+        return
+    if report.status == "stalled":
+        typer.echo(f"STALLED:  {report.message}")
         return
     if report.status == "unverifiable":
         typer.echo(f"cannot check: {report.message}")
@@ -130,9 +133,9 @@ def _finish(summary: VerifySummary, as_json: bool) -> None:
         typer.echo(
             f"checked {summary.checked} runs in {summary.seconds:.2f}s ({summary.runs_per_second} runs/s): "
             f"{summary.verified} verified, {summary.tampered} tampered, {summary.in_progress} in progress, "
-            f"{summary.unverifiable} could not be checked"
+            f"{summary.stalled} stalled, {summary.unverifiable} could not be checked"
         )
-    if summary.tampered:
+    if summary.tampered or summary.stalled:
         raise typer.Exit(FOUND_PROBLEMS)
     if summary.unverifiable:
         raise typer.Exit(USAGE_ERROR)
@@ -149,7 +152,7 @@ def verify(
     require_signed: bool = typer.Option(None, "--require-signed/--allow-unsigned", help="Fail runs without HMAC signatures."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Check hash chains and root hashes: exit 0 verified, 1 tampering found, 2 cannot check."""
+    """Check hash chains and root hashes: exit 0 verified, 1 tampering or a stalled run found, 2 cannot check."""
     if sum([run_id is not None, all_runs, file is not None]) != 1:
         fail("give a RUN_ID, --all or --file")
     if since and not all_runs:
@@ -169,7 +172,7 @@ def verify(
         return
     report = verify_run(source, run_id, require_signed)
     echo_json(report.model_dump(mode="json")) if as_json else _print_report(report)
-    if report.status == "tampered":
+    if report.status in ("tampered", "stalled"):
         raise typer.Exit(FOUND_PROBLEMS)
 
 

@@ -141,8 +141,9 @@ def verify(
     ctx: Annotated[ServiceContext, Depends(context)],
 ) -> VerifyOut:
     """Check the run's hash chain and seal (as `caseplan audit verify`). `status` says the
-    outcome: `verified`, `tampered` (with findings), `in_progress` (nothing final to check yet)
-    or `unverifiable` (a signed run and this service lacks the signing key)."""
+    outcome: `verified`, `tampered` (with findings), `in_progress` (not sealed yet; its events so
+    far verify), `stalled` (not sealed and silent for over a day: a crash nobody resumed, or a
+    seal removed) or `unverifiable` (a signed run and this service lacks the signing key)."""
     _find_run(ctx, run_id)
     return report_run(ctx.audit, run_id)
 
