@@ -146,8 +146,11 @@ def _semantic_problems(policy: PolicyFile, registry: ToolRegistry, templates: se
             found.append(((*loc, "after"), "a tool cannot be its own precondition"))
     for index, limit in enumerate(policy.rate_limits):
         loc = ("rate_limits", index)
-        if tool_known((*loc, "tool"), limit.tool) and limit.per == "account":
-            fields_known(loc, registry.get(limit.tool).input_model, [limit.account_arg], f"{limit.tool}'s input (account_arg)")
+        if tool_known((*loc, "tool"), limit.tool):
+            if not registry.get(limit.tool).side_effects:  # uses are counted where side effects are gated
+                found.append(((*loc, "tool"), f"{limit.tool} has no side effects, and only side effects are counted: this limit would never hold"))
+            elif limit.per == "account":
+                fields_known(loc, registry.get(limit.tool).input_model, [limit.account_arg], f"{limit.tool}'s input (account_arg)")
     guard = policy.input_guard
     for tool in guard.flagged_allow if guard else []:
         tool_known(("input_guard", "flagged_allow"), tool)

@@ -83,6 +83,8 @@ class Condition(_Strict):
             raise ValueError(f"side_effects_min ({low}) is above side_effects_max ({high}): the condition can never match")
         if self.within is not None and self.within == self.outside:
             raise ValueError("within and outside name the same window: the condition can never match")
+        if both := sorted(set(self.templates or []) & set(self.templates_not or [])):
+            raise ValueError(f"{both[0]!r} is in both templates and templates_not: the condition can never match")
         for name, values in (self.args or {}).items():
             if not values:
                 raise ValueError(f"args.{name} lists no values: the condition can never match")

@@ -63,6 +63,16 @@ def problems(tmp_path, registry, text) -> list[str]:
         ),
         ("version: 1\nrate_limits:\n  - id: l\n    tool: password_reset\n    per: requester\n    limit: 3\n    window: forever\n", 7, "rate_limits[0].window"),
         ("version: 2\n", 1, "version: Input should be 1"),
+        (
+            "version: 1\nrate_limits:\n  - {id: l, tool: account_lookup, per: requester, limit: 1, window: 1d}\n",
+            3,
+            "account_lookup has no side effects, and only side effects are counted",
+        ),
+        (
+            "version: 1\nrules:\n  - id: r\n    tools: ['*']\n    when: {templates: [close_ticket], templates_not: [close_ticket]}\n    decision: deny\n    reason: x\n",
+            5,
+            "'close_ticket' is in both templates and templates_not",
+        ),
         (  # unquoted, YAML reads 20:00 as the number 1200
             "version: 1\nrules:\n  - id: r\n    tools: [ticket_update]\n    when: {outside: {start: '08:00', end: 20:00}}\n    decision: deny\n    reason: x\n",
             5,
