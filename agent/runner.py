@@ -7,6 +7,9 @@ from typing import Any
 from langgraph.types import Command
 from pydantic import BaseModel
 
+from agent.db import UNAVAILABLE_ERRORS
+from agent.integrity import UNFINISHED_STATUSES
+from agent.ownership import LeaseLost
 from agent.runtime import Runtime
 from agent.tickets import Ticket
 
@@ -67,8 +70,24 @@ class Runner:
 
     def _drive(self, run_id: str, graph_input: Any) -> RunResult:
         durability = self.runtime.settings.checkpoints.durability
-        state = self.runtime.graph.invoke(graph_input, self._config(run_id), durability=durability)
+        try:
+            state = self.runtime.graph.invoke(graph_input, self._config(run_id), durability=durability)
+        except (LeaseLost, *UNAVAILABLE_ERRORS):
+            raise  # another worker has the run, or the database is away: the run is resumed, not closed
+        except Exception as exc:  # a bug: the run is closed as failed on the record, not left running
+            self.close_failed(run_id, exc)
+            raise
         return self._result(run_id, state)
+
+    def close_failed(self, run_id: str, exc: BaseException) -> None:
+        """End a run that cannot go on as `failed`, with the error on the record and the run
+        sealed (an unsealed finished run is what tampering looks like); a finished run is left as it is."""
+        store = self.runtime.store
+        if store.get_run(run_id).status not in UNFINISHED_STATUSES:
+            return
+        message = f"internal error: {type(exc).__name__}: {exc}"[:500]
+        store.append_event(run_id, "error", "runner", {"error": message})
+        store.finish_run(run_id, status="failed", error=message)
 
     def answer_approval(self, run_id: str, approved: bool, by: str, note: str = "") -> RunResult:
         self.runtime.store.get_run(run_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlmodel import select
 
 from agent.integrity import GENESIS_HASH, Signer, event_digest, root_digest, run_outcome
@@ -92,6 +93,22 @@ def test_a_ticket_named_in_a_form_that_is_no_ticket_id_is_not_replaced_by_the_on
     assert result.status == "escalated" and result.escalation["reason"] == "missing_information", result.escalation
     assert "the ticket names ticket '42', which is not a ticket id" in result.escalation["detail"]
     assert {t.ticket_id: t.status for t in sandbox_rows(runtime, SandboxTicket)}["1003"] == "open"
+
+
+def test_a_run_a_bug_stops_is_closed_as_failed_and_sealed_not_left_running(runner, runtime, monkeypatch):
+    """Left `running`, it would look to an auditor like a run whose seal was removed."""
+    from agent.audit import AuditSource, verify_run
+
+    def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError("a bug in the planner")
+
+    monkeypatch.setattr(runtime.planner, "plan", broken)
+    with pytest.raises(RuntimeError, match="a bug in the planner"):
+        runner.submit(Ticket(text="Any update on ticket #1002?", requester_email="li.wei@example.com"))
+    [run] = [r for r in runtime.store.list_runs() if r.status != "completed"]
+    assert run.status == "failed" and run.error == "internal error: RuntimeError: a bug in the planner" and run.root_hash
+    assert runtime.store.events(run.id)[-1].kind == "error"
+    assert verify_run(AuditSource(runtime.engine, runtime.store.protection), run.id).status == "verified"
 
 
 def test_out_of_scope_ticket_escalates_instead_of_forcing_a_template(runner, runtime):

@@ -117,7 +117,7 @@ class Worker:
             if isinstance(exc, UNAVAILABLE_ERRORS) and item.attempts < DATABASE_ATTEMPTS:
                 raise
             log.exception("run crashed", run_id=item.run_id)
-            store.update_run(item.run_id, status="failed", error=f"internal error: {type(exc).__name__}: {exc}"[:500])
+            self.runner.close_failed(item.run_id, exc)  # the runner closed it already, unless the database was the trouble
             result = RunResult(run_id=item.run_id, status="failed", error=str(exc)[:500])
         elapsed = time.perf_counter() - started
         run = store.get_run(item.run_id)
