@@ -46,12 +46,12 @@ def _read_only_sqlite(path: Path) -> Engine:
     """Reads `path` and never writes it: `mode=ro` first (other processes may still be writing);
     where even that cannot open it (a WAL database on a read-only file system needs a `-shm`
     file it cannot make), `immutable=1`, which is true of read-only media."""
-    folder = path.expanduser().parent
-    if folder.exists() and not folder.is_dir():
-        raise DatabaseUrlError(f"database URL {_shown(f'sqlite:///{path}')} cannot be used: {folder} is a file, not a folder")
-    if not path.expanduser().is_file():
+    path = path.expanduser()
+    if path.parent.exists() and not path.parent.is_dir():
+        raise DatabaseUrlError(f"database URL {_shown(f'sqlite:///{path}')} cannot be used: {path.parent} is a file, not a folder")
+    if not path.is_file():
         raise DatabaseUrlError(f"there is no record database at {path} yet: run a ticket or `caseplan db upgrade` first")
-    target = quote(str(path.expanduser().resolve()))
+    target = quote(str(path.resolve()))
 
     def connect() -> sqlite3.Connection:
         try:

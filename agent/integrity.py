@@ -220,12 +220,11 @@ def check_run(run: RecordedRun, signer_for: Callable[[str, str], Signer], requir
 
     if legacy and run.chain != PLAIN_CHAIN:
         found("downgraded", f"is labelled record format 1, which had only plain sha256 chains, yet its chain says {run.chain[:40]!r}: rewritten as an old-format run")
-    if run.in_progress:
-        pass  # no seal yet: the status is still allowed to say so
-    elif run.status in UNFINISHED_STATUSES:
-        found("bad_status", f"is sealed, yet its status says {run.status!r}: the status was changed after the run finished")
-    elif run.status not in FINISHED_STATUSES:
-        found("bad_status", f"has status {run.status[:40]!r}, which caseplan never writes")
+    if not run.in_progress:  # with no seal yet, the status may still say so
+        if run.status in UNFINISHED_STATUSES:
+            found("bad_status", f"is sealed, yet its status says {run.status!r}: the status was changed after the run finished")
+        elif run.status not in FINISHED_STATUSES:
+            found("bad_status", f"has status {run.status[:40]!r}, which caseplan never writes")
     if require_signed and (legacy or run.chain == PLAIN_CHAIN):
         found("unsigned", "is not HMAC-signed, and signatures are required (a plain chain can be recomputed by anyone with write access)")
     previous, expected = GENESIS_HASH, 1

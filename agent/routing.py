@@ -166,14 +166,8 @@ class NearestNeighbourRouter:
             if self.tiebreaker:
                 return self._tiebreak(ticket, candidates[:2], nearest)
             if best.template in self.acting:  # a coin toss never resets a password or closes a ticket
-                return RouteDecision(
-                    template=None,
-                    confidence=best.score,
-                    method="nearest_neighbour",
-                    reason="low_confidence",
-                    detail=f"{best.template} ({best.score:.2f}) and {runner_up.template} ({runner_up.score:.2f}) are too close and no model breaks the tie",
-                    candidates=candidates,
-                )
+                why = f"no model breaks the tie ({best.score:.2f} vs {runner_up.score:.2f})"
+                return _too_close(candidates, "nearest_neighbour", why)
         return self._decision(best.template, best.score, "nearest_neighbour", candidates, nearest)
 
     def _tiebreak(self, ticket: Ticket, close: list[Candidate], nearest: dict[str, str]) -> RouteDecision:
@@ -184,21 +178,10 @@ class NearestNeighbourRouter:
             if self.api is None:
                 raise
             # Unsure without the local model: the API model, next on the ladder, is asked instead.
-            detail = f"{names[0]} and {names[1]} are too close and the local model is unavailable ({exc})"
-            return RouteDecision(
-                template=None, confidence=close[0].score, method="model_tiebreak", reason="low_confidence", detail=detail, candidates=close
-            )
+            return _too_close(close, "model_tiebreak", f"the local model is unavailable ({exc})")
         choice = call.output.get("template") if isinstance(call.output, dict) else None
         if choice not in names:
-            return RouteDecision(
-                template=None,
-                confidence=close[0].score,
-                method="model_tiebreak",
-                reason="low_confidence",
-                detail=f"{names[0]} and {names[1]} are too close and the model chose {choice!r}",
-                candidates=close,
-                model_calls=[call],
-            )
+            return _too_close(close, "model_tiebreak", f"the model chose {choice!r}", [call])
         score = next(c.score for c in close if c.template == choice)
         decision = self._decision(choice, score, "model_tiebreak", close, nearest)
         return decision.model_copy(update={"model_calls": [call]})
@@ -236,6 +219,19 @@ class NearestNeighbourRouter:
         is asked to overrule that."""
         label = nearest.get(ESCALATE_TEMPLATE)
         return label is not None and (label == ESCALATE_TEMPLATE or label in self.bank.person_labels)
+
+
+def _too_close(close: list[Candidate], method: Literal["nearest_neighbour", "model_tiebreak"], why: str, calls: list[ModelCall] | None = None) -> RouteDecision:
+    """Unsure between the two best templates (`close[:2]`), and why no one settled it."""
+    return RouteDecision(
+        template=None,
+        confidence=close[0].score,
+        method=method,
+        reason="low_confidence",
+        detail=f"{close[0].template} and {close[1].template} are too close and {why}",
+        candidates=close,
+        model_calls=calls or [],
+    )
 
 
 def template_scores(bank: ExampleBank, vector: np.ndarray) -> tuple[list[Candidate], dict[str, str]]:
