@@ -2,7 +2,8 @@
 
 Slot references are replaced by values; references to earlier step outputs stay as
 references for the executor to resolve. An optional slot that was not filled drops the
-argument that used it, so the tool's own default applies.
+argument that used it, so the tool's own default applies, and drops the steps that are
+`only_if` that slot.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def compile_plan(
         steps=tuple(
             Step(id=step.id, tool=step.tool, args=substitute(step.args, fill), description=step.description, on_error=step.on_error)
             for step in template.steps
+            if step.only_if is None or step.only_if in filled
         ),
         reply=template.reply,
     )

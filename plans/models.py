@@ -62,6 +62,9 @@ class TemplateStep(_Strict):
     description: str = ""
     abcd_action: str | None = None
     on_error: Literal["escalate", "fail"] = "escalate"
+    # An optional slot: the step is in the plan only when that slot is filled (a check that
+    # needs a value the ticket may not carry, such as the id of the ticket being handled).
+    only_if: str | None = Field(None, pattern=f"^{STEP_ID_PATTERN}$")
 
 
 class Template(_Strict):

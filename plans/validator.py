@@ -146,6 +146,24 @@ def check_steps(
     return problems
 
 
+def _only_if(step: TemplateStep | Step) -> str | None:
+    return getattr(step, "only_if", None)
+
+
+def _check_conditions(template: Template, source: str) -> list[Problem]:
+    """`only_if` must name an optional slot (a required one is always filled)."""
+    problems = []
+    for step in template.steps:
+        if step.only_if is None:
+            continue
+        spec = template.slots.get(step.only_if)
+        if spec is None:
+            problems.append(Problem(source, step.id, f"only_if names undeclared slot {step.only_if!r}"))
+        elif spec.required:
+            problems.append(Problem(source, step.id, f"only_if names required slot {step.only_if!r}, so the step always runs; drop only_if"))
+    return problems
+
+
 def _safe_refs(value: Any, source: str, step_id: str, problems: list[Problem]) -> list[StepRef | SlotRef]:
     try:
         return list(walk_refs(value))
@@ -178,7 +196,7 @@ def _check_argument(
             problems.append(Problem(source, step.id, f"argument {name!r}: unresolved slot reference $slots.{ref.name}"))
         elif ref.name not in slots:
             problems.append(Problem(source, step.id, f"argument {name!r} references undeclared slot {ref.name!r}"))
-        elif input_field.is_required() and not slots[ref.name].required:
+        elif input_field.is_required() and not slots[ref.name].required and ref.name != _only_if(step):
             problems.append(
                 Problem(source, step.id, f"required argument {name!r} uses optional slot {ref.name!r}")
             )
@@ -193,6 +211,11 @@ def _check_argument(
                 problems.append(
                     Problem(source, step.id, f"argument {name!r} references later step {ref.step_id!r}; steps may only use earlier outputs")
                 )
+            return problems
+        if (condition := _only_if(steps[target])) is not None and condition != _only_if(step):
+            problems.append(
+                Problem(source, step.id, f"argument {name!r} references step {ref.step_id!r}, which is left out when slot {condition!r} is empty")
+            )
             return problems
         target_tool = steps[target].tool
         if target_tool not in registry:
@@ -234,6 +257,10 @@ def _check_slots(template: Template, source: str) -> list[Problem]:
 def _check_reply(reply: ReplySpec, steps: Sequence[TemplateStep | Step], slot_names: set[str] | None, registry: ToolRegistry, source: str) -> list[Problem]:
     problems = []
     tools_by_step = {step.id: step.tool for step in steps}
+    for step in steps:
+        used = reply.search_step == step.id or any(p.strip().startswith(f"steps.{step.id}.") for p in _PLACEHOLDER.findall(reply.text))
+        if _only_if(step) is not None and used:
+            problems.append(Problem(source, None, f"reply: uses step {step.id!r}, which is left out when slot {_only_if(step)!r} is empty"))
     if reply.kind == "knowledge":
         if reply.search_step not in tools_by_step:
             problems.append(Problem(source, None, f"reply: search_step {reply.search_step!r} is not a step"))
@@ -260,6 +287,7 @@ def validate_template(template: Template, registry: ToolRegistry) -> list[Proble
     source = template.source
     return [
         *_check_slots(template, source),
+        *_check_conditions(template, source),
         *check_steps(template.steps, registry, source, template.slots),
         *_check_reply(template.reply, template.steps, set(template.slots), registry, source),
     ]

@@ -73,6 +73,33 @@ def test_optional_slot_left_empty_drops_its_argument(catalogue_and_registry):
     assert plan.step("mark_solved").args == {"ticket_id": "$steps.lookup_ticket.output.ticket_id", "status": "solved"}
 
 
+def test_a_step_only_if_an_empty_slot_is_left_out_of_the_plan(catalogue_and_registry):
+    """The handled ticket is read when the ticket carries an id, and the plan says so; with
+    no id the step is not in the plan (not a step that runs with nothing)."""
+    catalogue, registry = catalogue_and_registry
+    status = catalogue.get("ticket_status")
+
+    def compiled(slots):
+        return compile_plan(status, slots, catalogue_version=catalogue.version, ticket_id=slots.get("handled_ticket_id"), registry=registry)
+
+    with_handled = compiled({"ticket_id": "1003", "handled_ticket_id": "1004"})
+    assert [(s.id, s.args) for s in with_handled.steps] == [
+        ("read_handled_ticket", {"ticket_id": "1004"}),
+        ("lookup_ticket", {"ticket_id": "1003"}),
+    ]
+    assert [s.id for s in compiled({"ticket_id": "1003"}).steps] == ["lookup_ticket"]
+
+
+def test_a_reply_may_not_use_a_step_that_can_be_left_out(catalogue_and_registry):
+    from plans.validator import validate_template
+
+    catalogue, registry = catalogue_and_registry
+    status = catalogue.get("ticket_status")
+    broken = status.model_copy(update={"reply": status.reply.model_copy(update={"text": "{steps.read_handled_ticket.output.status}"})})
+    problems = [str(p) for p in validate_template(broken, registry)]
+    assert any("reply: uses step 'read_handled_ticket', which is left out when slot 'handled_ticket_id' is empty" in p for p in problems), problems
+
+
 def test_packaged_templates_follow_abcd_canonical_flows(catalogue_and_registry):
     catalogue, _ = catalogue_and_registry
     reset = catalogue.get("password_reset")

@@ -84,6 +84,23 @@ BROKEN = {
         "verify",
         "malformed reference '$steps.lookup.user_id'",
     ),
+    "only_if_undeclared_slot": (
+        GOOD.replace("    tool: account_lookup\n", "    tool: account_lookup\n    only_if: mail\n"),
+        "lookup",
+        "only_if names undeclared slot 'mail'",
+    ),
+    "only_if_required_slot": (
+        GOOD.replace("    tool: account_lookup\n", "    tool: account_lookup\n    only_if: email\n"),
+        "lookup",
+        "only_if names required slot 'email'",
+    ),
+    "reference_to_a_step_that_can_be_left_out": (
+        GOOD.replace("email: {type: email, sources: [pattern]}", "email: {type: email, required: false, sources: [pattern]}").replace(
+            "    tool: account_lookup\n", "    tool: account_lookup\n    only_if: email\n"
+        ),
+        "verify",
+        "references step 'lookup', which is left out when slot 'email' is empty",
+    ),
     "type_mismatch": (
         GOOD.replace("verification_id: $steps.verify.output.verification_id", "verification_id: $steps.verify.output.verified"),
         "reset",

@@ -311,6 +311,30 @@ def test_no_reset_is_sent_on_a_ticket_that_belongs_to_someone_else(runtime):
     assert sandbox_resets(runtime) == (0, 0) and not {"password_reset", "ticket_update"} & set(side_effects(runtime, result.run_id))
     assert _ticket_row(runtime, "1001").status == "open"
 
+def test_a_status_reply_is_not_posted_on_another_customers_thread(runtime):
+    """Jane asks about her own ticket 1003, but the platform paired her with Omar's 1001: the
+    reply would tell Omar the subject of Jane's ticket. The handled ticket is read first, and
+    the reply is held for a person."""
+    result = Runner(runtime).submit(Ticket(text="What is the status of ticket 1003?", requester_email="jane@example.com", ticket_id="1001"))
+    assert [s["step_id"] for s in result.steps][:2] == ["read_handled_ticket", "lookup_ticket"]
+    assert result.status == "escalated" and "read_handled_ticket read a record that belongs to another customer" in result.escalation["detail"], result.escalation
+    assert result.reply is None or "Cannot sign in" not in str(result.reply)
+
+
+def test_a_named_ticket_is_not_closed_from_another_customers_thread(runtime):
+    """The ticket named is Jane's own, the thread is Omar's: nothing is changed until a person looks."""
+    result = Runner(runtime).submit(Ticket(text="Thanks, all sorted, you can mark ticket 1003 as resolved", requester_email="jane@example.com", ticket_id="1001"))
+    assert result.status == "escalated" and "belongs to another customer" in result.escalation["detail"], result.escalation
+    assert _ticket_row(runtime, "1003").status == "open" and "ticket_update" not in side_effects(runtime, result.run_id)
+
+
+def test_own_thread_status_and_close_still_complete(runtime):
+    status = Runner(runtime).submit(Ticket(text="What is the status of ticket 1004?", requester_email="jane@example.com", ticket_id="1003"))
+    assert status.status == "completed" and "Old request" in status.reply, status
+    closed = Runner(runtime).submit(Ticket(text="Thanks, all sorted, you can mark ticket 1003 as resolved", requester_email="jane@example.com", ticket_id="1003"))
+    assert closed.status == "completed" and _ticket_row(runtime, "1003").status == "solved", closed
+
+
 def test_a_ticket_nobody_owns_is_not_shown_to_a_customer(runtime):
     from tools.sandbox.helpdesk import open_ticket
 
