@@ -82,7 +82,7 @@ def test_a_broken_template_makes_compare_exit_non_zero_naming_the_cases(tmp_path
     cases = tmp_path / "status.jsonl"
     rows = [
         {"id": "status-1001", "ticket": {"text": "status of case 1001 please", "requester_email": "omar@example.com"},
-         "expect": {"template": "ticket_status", "tool_calls": [{"tool": "ticket_lookup", "args": {"ticket_id": "1001"}}],
+         "expect": {"template": "ticket_status", "tool_calls": [{"tool": "ticket_lookup"}, {"tool": "ticket_lookup", "args": {"ticket_id": "1001"}}],
                     "forbidden_tools": ["ticket_update"], "criteria": ["completed"]}},
         {"id": "human-please", "ticket": {"text": "I want to talk to a human"}, "expect": {"template": "escalate"}},
         {"id": "bad-row", "ticket": {"text": "refund me"}, "expect": {"template": "refund_order"}},
