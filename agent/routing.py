@@ -85,8 +85,8 @@ class NearestNeighbourRouter:
         api: ApiRouter | None = None,
         acting: Collection[str] = frozenset(),
     ) -> None:
-        """`acting`: templates with side effects (`side_effect_templates`); a near tie that no
-        model breaks never chooses one of them."""
+        """`acting`: templates with side effects (`side_effect_templates`); a near tie never
+        chooses one of them, whether no model breaks it or the local model picks it."""
         self.catalogue = catalogue
         self.acting = frozenset(acting)
         self.embedder = embedder
@@ -182,6 +182,8 @@ class NearestNeighbourRouter:
         choice = call.output.get("template") if isinstance(call.output, dict) else None
         if choice not in names:
             return _too_close(close, "model_tiebreak", f"the model chose {choice!r}", [call])
+        if choice in self.acting:  # a tiny model's pick in a tie is not enough to act on an account or ticket
+            return _too_close(close, "model_tiebreak", f"the model's pick, {choice}, has side effects", [call])
         score = next(c.score for c in close if c.template == choice)
         decision = self._decision(choice, score, "model_tiebreak", close, nearest)
         return decision.model_copy(update={"model_calls": [call]})

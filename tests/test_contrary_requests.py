@@ -18,8 +18,9 @@ CONTRARY = [
     ("Only close ticket 1003 after the refund has been processed", "close_ticket"),
     ("I'd rather you didn't close ticket 1003 yet, I will confirm tomorrow", "close_ticket"),
     ("Please hold off on closing ticket 1003 until I test it again tomorrow", "close_ticket"),
+    ("Please close my account for good", "close_ticket"),
     ("Do not reset my password! Someone keeps requesting reset links for my account", "password_reset"),
-    ("I did NOT forget my password, I want to change my email address", "password_reset"),
+    ("I haven't forgotten my password, I know it, but I can't log in", "password_reset"),
 ]
 
 
@@ -37,3 +38,9 @@ def test_the_plain_request_still_runs(runtime):
     result = Runner(runtime).submit(Ticket(text="Thanks, it's fixed now, you can close ticket 1003", requester_email="jane@example.com", ticket_id="1003"))
     assert result.status == "completed" and result.route["template"] == "close_ticket"
     assert _ticket_row(runtime, "1003").status == "solved"
+
+
+def test_an_account_mentioned_after_the_ticket_is_not_a_request_to_close_the_account(runtime):
+    text = "Thanks, you can close my ticket, my account works again"
+    result = Runner(runtime).submit(Ticket(text=text, requester_email="jane@example.com", ticket_id="1003"))
+    assert result.status == "completed" and _ticket_row(runtime, "1003").status == "solved", result.escalation

@@ -75,6 +75,38 @@ def test_a_near_tie_no_model_breaks_never_chooses_a_side_effect(catalogue, embed
     assert router.route(ticket).template == "close_ticket"  # a clear margin
 
 
+class ScriptedTiebreaker:
+    """Stands in for the local model's pick, which is what this rule is about."""
+
+    def __init__(self, pick: str) -> None:
+        self.pick = pick
+
+    def choose(self, ticket, candidates):  # noqa: ANN001, ANN201
+        from agent.models.calls import ModelCall
+
+        return ModelCall(purpose="route_tiebreak", model_id="scripted", output={"template": self.pick})
+
+
+def test_the_local_models_pick_in_a_tie_never_acts_on_an_account(catalogue, embedder, tmp_path, monkeypatch):
+    """'how do I delete my account' sat between password_reset and knowledge_answer, and SmolLM2
+    picked the reset: a link was sent. A tie the model settles toward a side effect is unsure."""
+    tie = [Candidate(template="password_reset", score=0.59), Candidate(template="knowledge_answer", score=0.58)]
+    monkeypatch.setattr("agent.routing.template_scores", lambda bank, vector: (list(tie), {}))
+    settings = RouterSettings(example_sets=[write_set(tmp_path / "set")], use_model_tiebreak=True)
+    ticket = Ticket(text="how do I delete my account")
+
+    def route(pick: str):  # noqa: ANN202
+        router = NearestNeighbourRouter(
+            catalogue, embedder, settings, ScriptedTiebreaker(pick), tmp_path / "cache", acting={"close_ticket", "password_reset"}
+        )
+        return router.route(ticket)
+
+    acting = route("password_reset")
+    assert (acting.template, acting.reason, acting.method) == (None, "low_confidence", "model_tiebreak")
+    assert "the model's pick, password_reset, has side effects" in acting.detail and len(acting.model_calls) == 1
+    assert route("knowledge_answer").template == "knowledge_answer"  # a read-only pick is taken
+
+
 def test_supported_unsupported_and_person_requests(catalogue, embedder, tmp_path):
     router = make_router(catalogue, embedder, tmp_path, min_similarity=0.45, min_template_similarity=0.5)
     reset = router.route(Ticket(text="I forgot my password and cannot recover it"))
