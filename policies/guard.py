@@ -57,10 +57,25 @@ _OVERRIDE = [
 _PASSAGE_ORDERS = [
     re.compile(r"(?:^|[.!?;:] )(?:hey |dear |note to (?:the )?)?(?:assistant|ai assistant|chatbot|the bot|language model|llm|ai model) ?[,;-] "),
     re.compile(r"\b(?:tell|inform|assure) (?:every|all|each|any) (?:customers?|users?)\b"),
+    # text written for staff, not customers: quoting it leaks internal procedure
+    re.compile(r"\b(?:notes?|reminder) (?:for|to) (?:the )?(?:agents?|staff|support staff|employees|team)\b|\b(?:internal (?:use )?only|agents? only|staff only)\b"),
 ]
 _SECRET_REQUEST = re.compile(
-    r"\b(?:send|reply|respond|email|e-mail|tell us|paste)\b[^.\n]{0,40}"
-    r"\b(?:full card number|card numbers?|cvv|cvc|security code|expiry date|expiration date|password|passcode|pin|one-time (?:code|password)|otp)\b"
+    r"\b(?:send|reply|respond|email|e-mail|tell us|paste|write|give|provide|share|include|post)\b[^.\n]{0,40}"
+    r"\b(?:full card number|card numbers?|cvv|cvc|security code|expiry date|expiration date|password|passcode|pin|one-time (?:code|password)|otp"
+    r"|mother'?s maiden name|security answers?|answers? to your security questions?|social security number|ssn)\b"
+)
+# A code the customer was sent is theirs to type into the app, never to hand to support ("reply
+# with the 6-digit code we texted you"); "we will send you a code" is not such a request.
+_CODE_REQUEST = re.compile(
+    r"\b(?:reply|respond|answer) with\b[^.\n]{0,40}\bcodes?\b"
+    r"|\b(?:send|give|tell|text|email|forward|read|share)\b (?:it |them )?(?:to |with )?(?:us|our (?:agents?|team|staff)|the agent|an agent|support)\b[^.\n]{0,40}\bcodes?\b"
+    r"|\bcodes?\b[^.\n]{0,30}\b(?:in this ticket|in your reply|to us|to our (?:agents?|team|staff)|to an agent|to the agent|to support)\b"
+)
+# Policy an article must not state to anyone: identity checks skipped, standing override secrets.
+_BYPASS_STATEMENT = re.compile(
+    r"\bwithout (?:checking|verifying|confirming) (?:the |their |the customer'?s |the caller'?s )?(?:identity|id|ownership)\b"
+    r"|\b(?:admin|administrator|override|master|backdoor) (?:pin|code|password|passcode|key)\b"
 )
 _NEGATION = re.compile(r"\b(?:never|not|don'?t|won'?t|no one|nobody|cannot|can'?t)\b")
 _COMPACT_OVERRIDE = re.compile(
@@ -238,10 +253,12 @@ class InputGuardian:
             for pattern in _PASSAGE_ORDERS:
                 if (match := pattern.search(flat)) is not None:
                     flag("instruction_override", _excerpt(flat, *match.span()))
-            for match in _SECRET_REQUEST.finditer(flat):
+            for match in [*_SECRET_REQUEST.finditer(flat), *_CODE_REQUEST.finditer(flat)]:
                 if not _NEGATION.search(flat[max(0, match.start() - 40) : match.end()]):  # "we will never ask for your PIN"
                     flag("verification_bypass", f"asks for secrets: {_excerpt(flat, *match.span())}")
                     break
+            if (match := _BYPASS_STATEMENT.search(flat)) is not None:
+                flag("verification_bypass", f"states a way around verification: {_excerpt(flat, *match.span())}")
             return flags
         for pattern in _BYPASS:
             for candidate in (flat, text.lower()):
