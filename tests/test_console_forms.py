@@ -42,6 +42,8 @@ def test_forms_need_the_pages_token_and_the_api_takes_the_cookie_only_for_reads(
         with service.client() as stranger:
             elsewhere = stranger.post("/console/login", data={"key": service.keys["agent"]}, headers={"Origin": "http://127.0.0.1:1"})
             assert elsewhere.status_code == 403 and "caseplan_key" not in elsewhere.headers.get("set-cookie", "")
+            malformed = stranger.post("/console/login", data={"key": service.keys["agent"]}, headers={"Origin": "http://[::1"})
+            assert malformed.status_code == 403 and malformed.headers["content-type"].startswith("text/html") and "caseplan_key" not in malformed.headers.get("set-cookie", "")
             here = stranger.post("/console/login", data={"key": service.keys["agent"]}, headers={"Origin": service.url}, follow_redirects=False)
             assert here.status_code == 303 and "caseplan_key=" in here.headers["set-cookie"]
         missing = browser.get("/console/runs/run_nope")

@@ -10,8 +10,10 @@ import pytest
 from sqlmodel import select
 
 from agent.record import Run
+from agent.runner import Runner
 from agent.service.models import WorkItem
 from agent.service.queue import WorkQueue
+from agent.tickets import Ticket
 from tests.servers.base import LoopbackServer
 from tests.servers.platform import PlatformHooks
 from tests.service_support import approval_policy, serve
@@ -158,6 +160,24 @@ def test_approval_through_the_api_resumes_the_run(build, tmp_path):
         assert service.wait_for_run(run_id, ("completed", "escalated", "failed"))["status"] == "completed"
         with runtime.sandbox.session() as session:
             assert len(session.exec(select(SandboxResetRequest)).all()) == 1
+
+
+def test_an_approvers_note_is_masked_in_the_approvals_list_as_on_the_run_page(build, tmp_path):
+    runtime = build(CASEPLAN__POLICIES__FILES=approval_policy(tmp_path))
+    run_id = Runner(runtime).submit(Ticket.model_validate(RESET)).run_id
+    note = "Called omar@example.com at +1 415 555 0199; card 4111 1111 1111 1111"
+    with serve(runtime, workers=0) as service, service.client("agent") as agent, service.client("auditor") as auditor:
+        [pending] = agent.get("/v1/approvals", params={"status": "pending"}).json()
+        decided = agent.post(f"/v1/approvals/{pending['id']}", json={"decision": "reject", "note": note})
+        assert decided.status_code == 202
+        listed = {role: client.get("/v1/approvals").json() for role, client in (("agent", agent), ("auditor", auditor))}
+        auditor.cookies.set("caseplan_key", service.keys["auditor"])
+        run_page = auditor.get(f"/console/runs/{run_id}").text
+    for shown in (json.dumps(decided.json()), json.dumps(listed), run_page):
+        assert not any(value in shown for value in ("omar@example.com", "555 0199", "4111 1111 1111 1111")), shown
+    [row] = listed["auditor"]
+    assert row == listed["agent"][0] and row["status"] == "rejected" and row["note"].startswith("Called [email:")
+    assert row["note"] in run_page  # the same masked note on both surfaces
 
 
 def test_escalation_claim_resolve_with_reply_reaches_the_ticket(build):

@@ -221,7 +221,7 @@ async def escalation_action(request: Request, escalation_id: str, action: str, u
             ctx.desk.claim(escalation_id, actor(user))
             return _back(request, here, "Claimed.")
         if action == "release":
-            ctx.desk.release(escalation_id, actor(user))
+            ctx.desk.release(escalation_id, actor(user), admin=user.role == "admin")
             return _back(request, "/console/escalations", "Released.")
         if action == "resolve":
             try:

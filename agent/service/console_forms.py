@@ -55,5 +55,14 @@ async def read_form(request: Request, secret: str | None) -> dict[str, str]:
 def _refuse_other_origin(request: Request) -> None:
     """Browsers name the page a form was posted from in Origin; another origin is refused."""
     origin = request.headers.get("origin")
-    if origin is not None and urlsplit(origin).netloc.lower() != (request.headers.get("host") or "").lower():
+    if origin is not None and _host_of(origin) != (request.headers.get("host") or "").lower():
         raise ProblemError(403, f"a login form posted from {origin} is refused; log in on this site's own page")
+
+
+def _host_of(origin: str) -> str | None:
+    """The host and port an Origin names; None when it is not a URL (`http://[::1`), which is
+    no origin of this site either."""
+    try:
+        return urlsplit(origin).netloc.lower()
+    except ValueError:
+        return None

@@ -21,7 +21,8 @@ from tools.escalation import DeskEvent, Escalation
 
 EscalationStatus = Literal["open", "claimed", "resolving", "resolved"]
 # A `resolving` escalation whose request died (a crash while the reply was being sent) can be
-# resolved again by its holder after this long; longer than a helpdesk call with its retries.
+# resolved again by its holder, or taken back by an admin, after this long; longer than a
+# helpdesk call with its retries.
 RESOLVE_LEASE = timedelta(minutes=5)
 
 
@@ -98,10 +99,25 @@ class EscalationDesk:
                 raise DeskError(409, self._why_not(row, by))
         return self.get(escalation_id)
 
-    def release(self, escalation_id: str, by: str) -> Escalation:
-        if not self._transition(escalation_id, "claimed", by, move=Move("released", by), status="open", claimed_by=None):
-            raise DeskError(409, self._why_not(self.get(escalation_id), by))
+    def release(self, escalation_id: str, by: str, *, admin: bool = False) -> Escalation:
+        """Give back an escalation you hold. An `admin` also takes back one someone else holds
+        (a key revoked mid-claim, a person gone), so its customer is not left without an answer."""
+        if self._transition(escalation_id, "claimed", by, move=Move("released", by), status="open", claimed_by=None):
+            return self.get(escalation_id)
+        row = self.get(escalation_id)
+        if not (admin and row.claimed_by != by and self._take_back(row, by)):
+            raise DeskError(409, self._why_not(row, by))
         return self.get(escalation_id)
+
+    def _take_back(self, row: Escalation, by: str) -> bool:
+        """Reopen `row` as it was just read (same status and holder, or nothing moves), naming the
+        holder on the trail. A `resolving` one only once idle past RESOLVE_LEASE: before that its
+        request may still be sending the reply, and a second resolve would race it."""
+        if row.status not in ("claimed", "resolving"):
+            return False
+        idle_since = datetime.now(UTC) - RESOLVE_LEASE if row.status == "resolving" else None
+        move = Move("taken_back", by, {"from": row.claimed_by, "was": row.status})
+        return self._transition(row.id, row.status, row.claimed_by, idle_since, move, status="open", claimed_by=None, resolution=None)
 
     def resolve(self, escalation_id: str, by: str, resolution: str, reply: str | None = None) -> tuple[Escalation, dict | None]:
         """Resolve an escalation you hold. It turns `resolving` first, so the one request that

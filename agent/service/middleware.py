@@ -9,7 +9,6 @@ import time
 from typing import Any
 
 import structlog
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent.service.metrics import Metrics
@@ -47,18 +46,37 @@ class BodyLimit:
             if size > self.max_bytes:
                 await _send_problem(send, 413, f"the body is {size} bytes; the limit is {self.max_bytes}")
                 return
-        seen = 0
+        await self._streamed(scope, receive, send)
+
+    async def _streamed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Count a body without a Content-Length as it arrives. Past the cap the 413 is sent from
+        here and the app reads a disconnect: an exception raised into the app instead would reach
+        FastAPI's body parsing, which answers any error there as 400 (or, through the console's
+        http middleware, as an error group). Whatever the app answers after that is dropped."""
+        seen, refused = 0, False
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise HTTPException(413, f"the body is over the limit of {self.max_bytes} bytes")
+                    refused = True
+                    await _send_problem(send, 413, f"the body is over the limit of {self.max_bytes} bytes")
+                    return {"type": "http.disconnect"}
             return message
 
-        await self.app(scope, limited, send)
+        async def unless_refused(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        try:
+            await self.app(scope, limited, unless_refused)
+        except Exception:
+            if not refused:
+                raise  # after the 413, the app failing on its cut-off body is expected
 
 
 # A metric label takes only these; any other method a client invents counts as "other", so

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -78,8 +79,10 @@ class ApprovalOut(BaseModel):
     note: str | None = None
 
     @classmethod
-    def of(cls, row: Approval) -> ApprovalOut:
-        return cls.model_validate(row.model_dump())
+    def of(cls, row: Approval, mask: Callable[[Any], Any]) -> ApprovalOut:
+        """The row as the run page and the export show it: the approver's note and every other
+        string masked (a note is typed by a person and may hold what the record never keeps)."""
+        return cls.model_validate(mask(row.model_dump()))
 
 
 MAX_NOTE_CHARS = 2000

@@ -40,7 +40,7 @@ def list_approvals(
     ctx: Annotated[ServiceContext, Depends(context)],
     status: Annotated[Literal["pending", "approved", "rejected"] | None, Query()] = None,
 ) -> list[ApprovalOut]:
-    return [ApprovalOut.of(row) for row in ctx.runtime.store.approvals(status=status)]
+    return [ApprovalOut.of(row, ctx.audit.protection.mask) for row in ctx.runtime.store.approvals(status=status)]
 
 
 @router.post("/{approval_id}", status_code=202, response_model=ApprovalOut, responses=PROBLEMS, dependencies=[Depends(json_body)])
@@ -51,4 +51,4 @@ def answer(
     ctx: Annotated[ServiceContext, Depends(context)],
 ) -> ApprovalOut:
     """Approve or reject; the run continues in the background (poll GET /v1/runs/{run_id})."""
-    return ApprovalOut.of(decide(ctx, approval_id, body.decision == "approve", actor(key), body.note))
+    return ApprovalOut.of(decide(ctx, approval_id, body.decision == "approve", actor(key), body.note), ctx.audit.protection.mask)

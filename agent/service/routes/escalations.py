@@ -52,7 +52,8 @@ def claim(escalation_id: str, key: Agent, ctx: Ctx) -> EscalationOut:
 
 @router.post("/{escalation_id}/release", response_model=EscalationOut, responses=PROBLEMS)
 def release(escalation_id: str, key: Agent, ctx: Ctx) -> EscalationOut:
-    return EscalationOut.of(_desk(lambda: ctx.desk.release(escalation_id, actor(key))))
+    """Give back an escalation you claimed; an admin may take back one someone else holds."""
+    return EscalationOut.of(_desk(lambda: ctx.desk.release(escalation_id, actor(key), admin=key.role == "admin")))
 
 
 @router.post("/{escalation_id}/resolve", response_model=ResolvedOut, responses=ESCALATION_PROBLEMS, dependencies=[Depends(json_body)])
