@@ -450,7 +450,8 @@ class RunStore:
         pending = conn.execute(select(table).where(table.c.run_id == run_id, table.c.status == "pending")).mappings().first()
         if pending is None:
             return None
-        answer = {"status": "approved" if approved else "rejected", "decided_at": utcnow(), "decided_by": by, "note": note}
+        # The note is typed by a person: masked like everything else the record keeps.
+        answer = {"status": "approved" if approved else "rejected", "decided_at": utcnow(), "decided_by": by, "note": self.protection.mask(note)}
         if not conn.execute(update(table).where(table.c.id == pending["id"], table.c.status == "pending").values(**answer)).rowcount:
             return None
         return Approval.model_validate({**pending, **answer})

@@ -75,7 +75,12 @@ class EscalationDesk:
         self, escalation_id: str, where_status: str, holder: str | None, idle_since: datetime | None = None, move: Move | None = None, **values: object
     ) -> bool:
         """Move one escalation from `where_status` (held by `holder`, when given; untouched since
-        `idle_since`, when given) in one UPDATE, and write `move` to the trail if it happened."""
+        `idle_since`, when given) in one UPDATE, and write `move` to the trail if it happened.
+        What an agent typed (a resolution, a reply) is stored masked, like the rest of the
+        record; the reply itself goes to the helpdesk as typed."""
+        mask = self.runtime.store.protection.mask
+        if isinstance(values.get("resolution"), str):
+            values["resolution"] = mask(values["resolution"])
         t = self._table
         condition = [t.c.id == escalation_id, t.c.status == where_status]
         if holder is not None:
@@ -87,7 +92,7 @@ class EscalationDesk:
             moved = bool(conn.execute(update(t).where(*condition).values(**values, updated_at=now)).rowcount)
             if moved and move is not None:
                 run_id = conn.execute(select(t.c.run_id).where(t.c.id == escalation_id)).scalar_one()
-                trail = {"escalation_id": escalation_id, "run_id": run_id, "action": move.action, "actor": move.actor, "detail": move.detail, "at": now}
+                trail = {"escalation_id": escalation_id, "run_id": run_id, "action": move.action, "actor": move.actor, "detail": mask(move.detail), "at": now}
                 conn.execute(insert(DeskEvent.__table__).values(**trail))
         return moved
 
