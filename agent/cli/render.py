@@ -30,12 +30,12 @@ def print_result(result: RunResult) -> None:
         plan = result.plan
         typer.echo(f"plan:   {plan['template']} v{plan['template_version']}  hash {result.plan_hash}")
         for number, step in enumerate(plan["steps"], start=1):
-            typer.echo(f"  {number}. {step['id']:<18} {step['tool']:<18} {_short(step['args'], 70)}")
+            typer.echo(f"  {number}. {step['id']:<20} {step['tool']:<18} {_short(step['args'], 70)}")
     if result.steps:
         typer.echo("steps:")
         for step in result.steps:
             detail = step.get("output") if step["status"] in ("succeeded", "deduplicated") else step.get("error")
-            typer.echo(f"  - {step['step_id']:<18} {step['status']:<12} {_short(detail, 90)}")
+            typer.echo(f"  - {step['step_id']:<20} {step['status']:<12} {_short(detail, 90)}")
     if result.pending_approval:
         typer.echo("waiting for approval:")
         for item in result.pending_approval:
