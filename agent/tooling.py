@@ -24,7 +24,7 @@ from tools.embeddings import Embedder, SentenceTransformerEmbedder
 from tools.escalation import EscalateToHuman, EscalationQueue
 from tools.http import HttpService
 from tools.knowledge.documents import load_documents
-from tools.knowledge.embedded import EmbeddedIndex
+from tools.knowledge.embedded import DEMO_SOURCE, EmbeddedIndex
 from tools.knowledge.ranking import RankingConfig
 from tools.knowledge.tool import DeferredBackend, KnowledgeSearch, SearchBackend
 from tools.registry import ToolRegistry
@@ -56,8 +56,8 @@ def open_embedded_index(folder: Path, embedder: Embedder | None = None, knowledg
         folder, embedder or SentenceTransformerEmbedder(), ranking_config(knowledge), knowledge.chunk_tokens, knowledge.overlap_tokens
     )
     if index.count() == 0:
-        documents, _ = load_documents([DEMO_KB], source="demo")
-        index.ingest(documents, source="demo")
+        documents, _ = load_documents([DEMO_KB], source=DEMO_SOURCE)
+        index.ingest(documents, source=DEMO_SOURCE)
     return index
 
 

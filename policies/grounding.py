@@ -16,8 +16,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from policies.pii import find_pii
+from tools.knowledge.citations import CITATION
 
-_CITATION = re.compile(r"\[([^\[\]\s]{1,80})\]")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _TOKEN = re.compile(r"[a-z0-9]+")
 _SECRETS = [
@@ -58,12 +58,12 @@ def check_grounding(text: str, passages: Sequence[Mapping[str, Any]], min_suppor
     for paragraph in (p.strip() for p in text.split("\n\n")):
         if not paragraph or paragraph.lower() in BOILERPLATE:
             continue
-        cited = _CITATION.findall(paragraph)
+        cited = CITATION.findall(paragraph)
         unknown = [c for c in cited if c not in by_id]
         if unknown:
             problems.append(ReplyViolation(rule_id="output-guard.citation", detail=f"cites {unknown[0]!r}, which was not retrieved"))
             continue
-        body = _CITATION.sub("", paragraph)
+        body = CITATION.sub("", paragraph)
         if not cited:
             if _content_words(body):
                 problems.append(ReplyViolation(rule_id="output-guard.uncited", detail=f"no citation for {body[:80]!r}"))

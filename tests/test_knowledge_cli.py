@@ -40,6 +40,24 @@ def test_ingest_warns_about_bad_files_continues_and_reingests_incrementally(tmp_
     assert nothing.exit_code == 2 and "no usable documents" in nothing.output
 
 
+def test_a_teams_first_ingest_leaves_out_the_demo_articles_and_warns_of_a_taken_id(tmp_path, monkeypatch):
+    """The first ingest into a fresh data folder seeded the demo articles beside the team's own."""
+    monkeypatch.setenv("CASEPLAN_DATA_DIR", str(tmp_path / "data"))
+    store, market = tmp_path / "A", tmp_path / "B"
+    store.mkdir(), market.mkdir()
+    (store / "returns.md").write_text("# Returns A\n\nStore A accepts returns within 30 days.")
+    (market / "returns.md").write_text("# Returns B\n\nMarketplace B accepts returns within 14 days only.")
+    (market / "b2.md").write_text("# B2\n\nOther text.")
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", str(store), "--source", "storeA"]).exit_code == 0
+    assert {d.source for d in _indexed(tmp_path / "data")} == {"storeA"}
+    taken = runner.invoke(app, ["ingest", str(market), "--source", "marketB"])
+    assert taken.exit_code == 0, taken.output
+    assert f"warning: {market / 'returns.md'}: document id 'returns' belongs to source 'storeA'; skipped" in taken.stderr
+    assert "1 warnings" in taken.stdout
+    assert {(d.id, d.source) for d in _indexed(tmp_path / "data")} == {("returns", "storeA"), ("b2", "marketB")}
+
+
 def test_eval_retrieval_refuses_unknown_datasets_and_modes():
     runner = CliRunner()
     bad = runner.invoke(app, ["eval", "retrieval", "--dataset", "nope"])
@@ -70,8 +88,12 @@ def test_a_file_that_turns_unreadable_keeps_its_documents_until_it_reads_again(t
     assert not {"j2", "returns"} & _indexed_ids(tmp_path / "data")
 
 
+def _indexed(data_dir):
+    return EmbeddedIndex(data_dir / "knowledge", SentenceTransformerEmbedder()).documents()
+
+
 def _indexed_ids(data_dir):
-    return {document.id for document in EmbeddedIndex(data_dir / "knowledge", SentenceTransformerEmbedder()).documents()}
+    return {document.id for document in _indexed(data_dir)}
 
 
 def test_a_damaged_index_is_one_error_line_and_nothing_is_written(tmp_path, monkeypatch):

@@ -94,11 +94,25 @@ def test_chunks_respect_the_token_bound_overlap_by_whole_sentences_and_never_cut
     assert all(s in covered for s in sentences)
 
 
-def test_a_sentence_longer_than_the_bound_is_kept_whole():
-    long_sentence = "word " * 120 + "end."
-    doc = Document(id="x", title="X", text=f"Short one. {long_sentence} Another short one.", source="s")
-    chunks = chunk_document(doc, max_tokens=50, overlap_tokens=10)
-    assert any(c.text == long_sentence.strip() for c in chunks)
+def test_text_without_sentence_punctuation_is_cut_at_line_breaks_then_between_words():
+    """A 3,000-line list with no full stops was one 150,000-character chunk, quoted whole into a reply."""
+    lines = "\n".join(f"zone {i} standard shipping takes {i % 7 + 1} business days" for i in range(3000))
+    listed = Document(id="zones", title="Zones", text="How long does shipping take\n" + lines, source="s")
+    one_line = Document(id="words", title="Words", text="word " * 700 + "end", source="s")
+    for doc in (listed, one_line):
+        chunks = chunk_document(doc, max_tokens=300, overlap_tokens=50)
+        assert len(chunks) > 2 and max(count_tokens(c.text) for c in chunks) <= 300
+        assert all(doc.text[c.start:c.end] == c.text for c in chunks)
+        covered = {i for c in chunks for i in range(c.start, c.end)}
+        assert all(i in covered for i, char in enumerate(doc.text) if not char.isspace())  # nothing dropped
+    assert all(c.text.startswith("zone") or c.start == 0 for c in chunk_document(listed))  # whole lines
+    for chunk in chunk_document(one_line, max_tokens=50, overlap_tokens=10):  # cut between words only
+        assert one_line.text[chunk.start - 1:chunk.start] in ("", " ") and one_line.text[chunk.end:chunk.end + 1] in ("", " ")
+
+
+def test_a_single_word_longer_than_the_bound_is_the_only_overflow():
+    doc = Document(id="x", title="X", text="Short one. " + "-" * 80 + " Another short one.", source="s")
+    assert [count_tokens(c.text) for c in chunk_document(doc, max_tokens=50, overlap_tokens=10)] == [3, 80, 4]
 
 
 def test_content_hash_changes_with_text_or_metadata_only():
@@ -151,3 +165,62 @@ def test_field_problems_and_unsupported_files_do_not_count_as_lost_documents(tmp
     docs, problems = load_documents([tmp_path, tmp_path / "notes.pdf"], "s")
     assert [d.id for d in docs] == ["a"] and len(problems) == 3
     assert not any(p.lost for p in problems), problems
+
+
+def test_ids_a_citation_cannot_hold_are_rewritten_or_refused_with_the_file_named(tmp_path):
+    """A reply cites `[<id>#<start>-<end>]`; an id with a space or bracket, or too long, was never
+    recognised as cited, so every answer from that article was refused."""
+    (tmp_path / "refund card timing.md").write_text("# Refund timing\n\nRefunds reach your card within 5 to 10 business days.")
+    (tmp_path / "returns.md").write_text("# Returns\n\nReturns are free.")
+    long_id = "x" * 201
+    (tmp_path / "kb.jsonl").write_text(json.dumps({"id": "faq [old]", "content": "Old answer."}) + "\n" + json.dumps({"id": long_id, "content": "Long."}) + "\n")
+    docs, problems = load_documents([tmp_path], "s")
+    assert sorted(d.id for d in docs) == ["faq-old", "refund-card-timing", "returns"]
+    messages = {p.origin.rsplit("/", 1)[-1]: p for p in problems}
+    assert "'refund card timing' has spaces or brackets" in messages["refund card timing.md"].message
+    assert "indexed as 'refund-card-timing'" in messages["refund card timing.md"].message
+    assert "indexed as 'faq-old'" in messages["kb.jsonl:1"].message and not messages["kb.jsonl:1"].lost
+    assert "longer than 200 characters" in messages["kb.jsonl:2"].message and messages["kb.jsonl:2"].lost
+
+
+def test_the_source_an_ingest_names_is_every_documents_source(tmp_path):
+    """A `source:` field moved a document out of the ingested source, beyond its clean-up."""
+    (tmp_path / "promo.md").write_text("---\nsource: legacy\n---\n# Old promo\n\nUse code SUMMER for 50 percent off.")
+    (tmp_path / "same.md").write_text("---\nsource: hc\n---\n# Same\n\nNamed as it is ingested.")
+    (tmp_path / "kb.jsonl").write_text(json.dumps({"id": "j", "content": "Text.", "source": "elsewhere"}) + "\n")
+    docs, problems = load_documents([tmp_path], "hc")
+    assert {d.source for d in docs} == {"hc"} and len(docs) == 3
+    assert sorted(p.message for p in problems) == [
+        "field 'source' ('elsewhere') is not 'hc', the source this ingest names; ignored",
+        "field 'source' ('legacy') is not 'hc', the source this ingest names; ignored",
+    ]
+    assert not any(p.lost for p in problems)
+
+
+def test_html_inside_markdown_text_and_jsonl_is_removed_as_in_html_pages(tmp_path):
+    """Only .html went through tag removal; a <script> in Markdown reached customer replies."""
+    attack = '<script>alert("x")</script><img src=x onerror="alert(1)">'
+    (tmp_path / "a.md").write_text(f"# Returns {attack}\n\nReturns are free.<br>{attack} See <https://example.com/r?a=1&b=2>.\n\nAT&T &amp; &lt;b&gt; stay.")
+    (tmp_path / "b.txt").write_text(f"Shipping\n{attack}Parcels take three days. Write to <help@example.com>.")
+    (tmp_path / "c.jsonl").write_text(json.dumps({"id": "c", "title": f"Cards {attack}", "content": f"Limits are 500.{attack}"}) + "\n")
+    (tmp_path / "d.html").write_text("<p>Type &lt;script&gt;alert(1)&lt;/script&gt; nowhere.</p>")
+    docs, problems = load_documents([tmp_path], "s")
+    assert problems == []
+    by_id = {d.id: d for d in docs}
+    for doc in docs:
+        for field in (doc.text, doc.title):
+            assert "<script" not in field and "onerror" not in field and "alert" not in field, field
+    assert by_id["a"].title == "Returns" and "# Returns" in by_id["a"].text
+    assert "See <https://example.com/r?a=1&b=2>." in by_id["a"].text and "AT&T &amp; &lt;b&gt; stay." in by_id["a"].text
+    assert by_id["b"].text == "Shipping\nParcels take three days. Write to <help@example.com>."
+    assert (by_id["c"].title, by_id["c"].text) == ("Cards", "Limits are 500.")
+    assert " ".join(by_id["d"].text.split()) == "Type nowhere."
+
+
+def test_placeholders_stay_and_tags_with_handlers_or_cut_off_at_the_end_go(tmp_path):
+    """An article's `<credit_card_account_id>` means what it says; `<x onmouseover=...>` is a tag a
+    browser would run, whatever its name; a tag cut off at the end never reaches the parser."""
+    (tmp_path / "p.md").write_text("Call it with <credit_card_account_id> and <timestamp>.\n\n<x onmouseover=alert(1)>hover</x> me <img src=x onerror=alert(1)")
+    [doc], _ = load_documents([tmp_path], "s")
+    assert "Call it with <credit_card_account_id> and <timestamp>." in doc.text
+    assert "onmouseover" not in doc.text and "onerror" not in doc.text and "alert" not in doc.text, doc.text

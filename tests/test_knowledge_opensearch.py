@@ -190,3 +190,19 @@ def test_reingest_reads_every_stored_record_past_one_page(client, monkeypatch, r
         assert fewer.removed == sorted(f"d{i}" for i in range(3, 11)) and fewer.chunks == 3
     finally:
         client.indices.delete(index=f"{name},{name}-documents", ignore_unavailable=True)
+
+
+@pytest.mark.slow
+def test_an_id_another_source_has_is_refused_and_never_removed(client, request):
+    name = f"caseplan-test-owner-{abs(hash(request.node.name)) % 10**8}"
+    backend = OpenSearchIndex(client, name, HashEmbedder())
+    try:
+        backend.ingest([Document(id="returns", title="A", text="Store A takes returns for 30 days.", source="storeA")], source="storeA")
+        taken = Document(id="returns", title="B", text="Marketplace B takes returns for 14 days.", source="marketB", origin="B/returns.md")
+        report = backend.ingest([taken], source="marketB")
+        assert report.added == report.updated == [] and [p.origin for p in report.refused] == ["B/returns.md"]
+        assert backend.ingest([Document(id="b2", title="B2", text="Other.", source="marketB")], source="marketB").removed == []
+        [hit] = backend.search("returns", {"document_id": "returns"}, 1, mode="bm25")
+        assert "30 days" in hit.text
+    finally:
+        client.indices.delete(index=f"{name},{name}-documents", ignore_unavailable=True)

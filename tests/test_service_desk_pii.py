@@ -5,7 +5,7 @@ finds nothing unmasked in the record afterwards."""
 from __future__ import annotations
 
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from agent.runner import Runner
 from agent.service.desk import EscalationDesk

@@ -39,6 +39,8 @@ def ingest(
         report = index.ingest(documents, source=None if hold_removals else source, progress=bar.advance)
     finally:
         bar.close()
+    for problem in report.refused:
+        typer.echo(f"warning: {problem.origin}: {problem.message}", err=True)
     if hold_removals:
         typer.echo(
             f"warning: documents of source {source!r} missing from PATHs were kept, not removed, because some "
@@ -51,7 +53,7 @@ def ingest(
     typer.echo(
         f"{len(documents)} documents from source {source!r}: {len(report.added)} added, {len(report.updated)} updated, "
         f"{report.unchanged} unchanged, {len(report.removed)} removed; {report.chunks} chunks in the index "
-        f"({report.embedded_chunks} embedded now); {len(problems)} warnings"
+        f"({report.embedded_chunks} embedded now); {len(problems) + len(report.refused)} warnings"
     )
 
 

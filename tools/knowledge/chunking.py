@@ -1,8 +1,9 @@
 """Section-aware chunking: headings and paragraphs first, then a token bound with overlap.
 
-Chunks never cross a section and never cut a sentence: a sentence longer than the bound
-becomes a chunk of its own. Spans index into `Document.text`, so a citation points at
-the exact characters the passage came from.
+Chunks never cross a section and never cut a sentence that fits the bound; a longer one (a
+list without punctuation, a log pasted in) is cut at line breaks, then between words, so no
+chunk, and no reply quoting one, outgrows the bound. Spans index into `Document.text`, so a
+citation points at the exact characters the passage came from.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from tools.knowledge.citations import citation_id
 from tools.knowledge.documents import HEADING, Document, heading_title
 
 _PARAGRAPH = re.compile(r"\n\s*\n")
@@ -18,6 +20,8 @@ _PARAGRAPH = re.compile(r"\n\s*\n")
 # inside a list or table: those lines stand alone.
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n(?=\s*(?:[-*+]|\d+[.)]|\|))")
 _TOKEN = re.compile(r"\w+|[^\w\s]")
+_LINE_BREAK = re.compile(r"\n")
+_WORD = re.compile(r"\S+")
 
 
 def count_tokens(text: str) -> int:
@@ -36,7 +40,7 @@ class Chunk:
 
     @property
     def citation_id(self) -> str:
-        return f"{self.document_id}#{self.start}-{self.end}"
+        return citation_id(self.document_id, self.start, self.end)
 
 
 def _sections(text: str) -> Iterator[tuple[str, int, int]]:
@@ -69,14 +73,45 @@ def _trimmed(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
         yield offset, offset + len(stripped)
 
 
+def _bounded(text: str, start: int, end: int, max_tokens: int) -> Iterator[tuple[int, int, int]]:
+    """(start, end, tokens) of the sentence text[start:end]: whole if it fits `max_tokens`, else
+    its lines, and a line that is still too long in runs of whole words."""
+    tokens = count_tokens(text[start:end])
+    if tokens <= max_tokens:
+        yield start, end, tokens
+        return
+    lines = list(_spans(text, _LINE_BREAK, start, end))
+    if len(lines) == 1:
+        yield from _word_runs(text, start, end, max_tokens)
+        return
+    for line_start, line_end in lines:
+        yield from _bounded(text, line_start, line_end, max_tokens)
+
+
+def _word_runs(text: str, start: int, end: int, max_tokens: int) -> Iterator[tuple[int, int, int]]:
+    """Runs of whole words of at most `max_tokens` (a single longer word is a run of its own).
+    Tokens never span whitespace, so a run's count is the sum of its words'."""
+    run: tuple[int, int, int] | None = None
+    for word in _WORD.finditer(text, start, end):
+        tokens = count_tokens(word.group())
+        if run is not None and run[2] + tokens > max_tokens:
+            yield run
+            run = None
+        run = (word.start(), word.end(), tokens) if run is None else (run[0], word.end(), run[2] + tokens)
+    if run is not None:
+        yield run
+
+
 def chunk_document(document: Document, max_tokens: int = 300, overlap_tokens: int = 50) -> list[Chunk]:
-    """Chunks of at most `max_tokens` (unless one sentence is longer), overlapping by whole sentences."""
+    """Chunks of at most `max_tokens` (more only by one word longer than the bound), overlapping by
+    whole sentences."""
     text = document.text
     chunks: list[Chunk] = []
     for section, start, end in _sections(text):
         sentences: list[tuple[int, int, int]] = []  # start, end, tokens
         for p_start, p_end in _spans(text, _PARAGRAPH, start, end):
-            sentences.extend((s, e, count_tokens(text[s:e])) for s, e in _spans(text, _SENTENCE_END, p_start, p_end))
+            for s_start, s_end in _spans(text, _SENTENCE_END, p_start, p_end):
+                sentences.extend(_bounded(text, s_start, s_end, max_tokens))
         window: list[tuple[int, int, int]] = []
         fresh = False  # the window holds sentences no chunk has emitted yet
         for sentence in sentences:

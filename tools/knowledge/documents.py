@@ -1,8 +1,8 @@
 """Reading knowledge documents: Markdown (front matter), HTML, plain text and JSONL.
 
-Every format becomes the same `Document` (Markdown-style headings in `text`), so one
-chunker serves them all. A file that cannot be used yields a `LoadProblem` naming it and
-the others carry on.
+Every format becomes the same `Document` (Markdown-style headings in `text`, HTML tags
+removed, a citable id, the ingest's source), so one chunker serves them all. A file that
+cannot be used yields a `LoadProblem` naming it and the others carry on.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict
 
+from tools.knowledge.citations import MAX_ID_CHARS, citable_id
 from tools.safe_parse import line_items, load_json, load_yaml, read_bounded, yaml_error_text
 
 SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html", ".txt": "text", ".jsonl": "jsonl"}
@@ -40,6 +41,21 @@ _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
 # An ATX heading line. Greedy to the end of the line, closing hashes removed in `heading_title`:
 # a lazy title before optional trailing runs backtracked cubically ("# a", 3,000 spaces, "x": 21 s).
 HEADING = re.compile(r"^(#{1,6})[ \t]+(\S.*)$", re.MULTILINE)
+# Markdown autolinks look like tags to an HTML parser; these are kept as text.
+_AUTOLINK = re.compile(r"<(?:https?|mailto):[^\s<>\"']+>|<[^\s<>@\"'/]+@[^\s<>@\"'/]+>", re.IGNORECASE)
+# In text that is not an HTML page only these are tags; any other `<name>` without attributes is
+# a placeholder an article means literally ("<credit_card_account_id>", "<timestamp>") and is kept
+# (one with attributes may carry an event handler, and is removed).
+_HTML_ELEMENTS = frozenset(
+    "a abbr address area article aside audio b base bdi bdo blockquote body br button canvas caption cite code col "
+    "colgroup data datalist dd del details dfn dialog div dl dt em embed fieldset figcaption figure font footer form "
+    "frame frameset h1 h2 h3 h4 h5 h6 head header hr html i iframe img input ins kbd label legend li link main map mark "
+    "marquee menu meta meter nav noscript object ol optgroup option output p param picture pre progress q rp rt ruby s "
+    "samp script section select slot small source span strong style sub summary sup svg table tbody td template "
+    "textarea tfoot th thead time title tr track u ul var video wbr math".split()
+)
+# A tag cut off at the very end of a text never reaches the parser's tag handling.
+_TRAILING_TAG = re.compile(r"<(?P<name>[a-zA-Z][a-zA-Z0-9]*)\b[^<>]*\Z")
 
 
 class Document(BaseModel):
@@ -125,19 +141,26 @@ def _read_text(path: Path) -> str:
 
 
 class _HtmlText(HTMLParser):
-    """Visible text with headings turned into Markdown headings; scripts and styles dropped."""
+    """Visible text with headings turned into Markdown headings; scripts and styles dropped.
+
+    `keep_layout` reads text that only may hold some HTML (Markdown, plain text, JSONL): its line
+    breaks are kept, and so are autolinks (`<https://...>`, `<help@example.com>`)."""
 
     _BLOCKS = {"p", "div", "li", "br", "tr", "section", "article", "pre", "blockquote", "table", "ul", "ol"}
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_layout: bool) -> None:
         super().__init__(convert_charrefs=True)
+        self.keep_layout = keep_layout
         self.parts: list[str] = []
         self.title = ""
         self._skip = 0
         self._in_title = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "style", "noscript"):
+        raw = self.get_starttag_text() or ""
+        if self.keep_layout and ((tag not in _HTML_ELEMENTS and not attrs) or _AUTOLINK.fullmatch(raw)):
+            self.handle_data(raw.replace("&amp;", "&"))  # undoes `strip_tags`'s escaping
+        elif tag in ("script", "style", "noscript"):
             self._skip += 1
         elif tag == "title":
             self._in_title = True
@@ -147,7 +170,9 @@ class _HtmlText(HTMLParser):
             self.parts.append("\n\n")
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style", "noscript"):
+        if self.keep_layout and tag not in _HTML_ELEMENTS:
+            self.handle_data(f"</{tag}>")
+        elif tag in ("script", "style", "noscript"):
             self._skip = max(0, self._skip - 1)
         elif tag == "title":
             self._in_title = False
@@ -160,12 +185,31 @@ class _HtmlText(HTMLParser):
         if self._in_title:
             self.title += data
             return
-        self.parts.append(re.sub(r"\s+", " ", data))
+        self.parts.append(data if self.keep_layout else re.sub(r"\s+", " ", data))
 
     def text(self) -> str:
         joined = "".join(self.parts)
+        if self.keep_layout:
+            return joined
         lines = [line.strip() for line in joined.split("\n")]
         return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def _parsed(raw: str, *, keep_layout: bool) -> _HtmlText:
+    """`raw` read to its end by one parser."""
+    parser = _HtmlText(keep_layout=keep_layout)
+    parser.feed(raw)
+    parser.close()  # what waits for more input (a trailing "<" or "&") is text after all
+    return parser
+
+
+def strip_tags(text: str) -> str:
+    """`text` without HTML tags, scripts or styles, everything else as written: a passage is
+    quoted into a customer reply, which must not carry markup from an article. Every `&` is
+    escaped first, so entities stay as written and `&lt;script&gt;` does not turn into a tag."""
+    stripped = _parsed(text.replace("&", "&amp;"), keep_layout=True).text()
+    cut_off = _TRAILING_TAG.search(stripped)
+    return stripped[: cut_off.start()] if cut_off and cut_off["name"].lower() in _HTML_ELEMENTS else stripped
 
 
 def _markdown(path: Path, raw: str, source: str) -> Iterator[Document | LoadProblem]:
@@ -206,13 +250,20 @@ def _has_body(text: str) -> bool:
 def _document(
     origin: str, meta: dict[str, object], text: str, source: str, *, default_id: str | None, default_title: str
 ) -> Iterator[Document | LoadProblem]:
-    doc_id = _single_value(meta.get("id") or default_id or "")
-    if doc_id is None:
+    raw_id = _single_value(meta.get("id") or default_id or "")
+    if raw_id is None:
         yield _skipped(origin, _not_single("id"))
         return
+    doc_id = citable_id(raw_id)
     if not doc_id:
         yield _skipped(origin, "document has no id")
         return
+    if len(doc_id) > MAX_ID_CHARS:
+        yield _skipped(origin, f"document id {doc_id[:40]!r}... is longer than {MAX_ID_CHARS} characters, too long to cite")
+        return
+    if doc_id != raw_id:
+        yield LoadProblem(origin=origin, message=f"document id {raw_id!r} has spaces or brackets, which a citation cannot hold; indexed as {doc_id!r}")
+    text = strip_tags(text)
     if not text.strip():
         yield _skipped(origin, f"document {doc_id!r} is empty")
         return
@@ -221,11 +272,19 @@ def _document(
         return
     fields, problems = _metadata(meta, origin)
     yield from problems
-    named = {key: _single_value(meta.get(key)) for key in ("title", "source") if meta.get(key)}
-    for key in [key for key, value in named.items() if value is None]:
-        yield _ignored(origin, _not_single(key))
-    title = named.get("title") or default_title.strip()
-    yield Document(id=doc_id, title=title, text=text.strip("\n"), source=named.get("source") or source, origin=origin, **fields)
+    yield from _source_field(origin, meta.get("source"), source)
+    title = _single_value(meta["title"]) if meta.get("title") else None
+    if meta.get("title") and title is None:
+        yield _ignored(origin, _not_single("title"))
+    title = strip_tags(title or default_title).strip()
+    yield Document(id=doc_id, title=title, text=text.strip("\n"), source=source, origin=origin, **fields)
+
+
+def _source_field(origin: str, value: object, source: str) -> Iterator[LoadProblem]:
+    """A document belongs to the source it is ingested under: a `source` field naming another
+    would put it beyond that source's clean-up, so a deleted file would stay searchable."""
+    if value not in (None, "") and _single_value(value) != source:
+        yield _ignored(origin, f"field 'source' ({str(value)[:40]!r}) is not {source!r}, the source this ingest names")
 
 
 def _jsonl(path: Path, source: str) -> Iterator[Document | LoadProblem]:
@@ -274,9 +333,8 @@ def load_file(path: Path, source: str) -> Iterator[Document | LoadProblem]:
     if kind == "markdown":
         yield from _markdown(path, raw, source)
     elif kind == "html":
-        parser = _HtmlText()
-        parser.feed(raw)
-        yield from _document(str(path), {}, parser.text(), source, default_id=path.stem, default_title=parser.title.strip() or path.stem)
+        page = _parsed(raw, keep_layout=False)
+        yield from _document(str(path), {}, page.text(), source, default_id=path.stem, default_title=page.title.strip() or path.stem)
     else:
         first = raw.strip().splitlines()[0] if raw.strip() else ""
         yield from _document(str(path), {}, raw, source, default_id=path.stem, default_title=first[:120] or path.stem)

@@ -19,7 +19,7 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from tools.contracts.knowledge import FilterValue, Passage
 from tools.embeddings import Embedder
 from tools.file_lock import exclusive
 from tools.knowledge.chunking import Chunk, chunk_document, indexed_text
-from tools.knowledge.documents import Document
+from tools.knowledge.documents import Document, LoadProblem
 from tools.knowledge.errors import IndexDamaged
 from tools.knowledge.filters import MetadataColumns
 from tools.knowledge.lexical import Bm25
@@ -40,6 +40,9 @@ from tools.knowledge.ranking import RankingConfig, fuse_rows, group_max, rank_ro
 
 log = structlog.get_logger(__name__)
 FORMAT = 1
+# The demo articles a fresh data folder is seeded with (`agent/tooling.py`) are this source's: they
+# stand in for a knowledge base until a team ingests its own, and are never served next to it.
+DEMO_SOURCE = "demo"
 LOAD_ATTEMPTS = 3  # a generation replaced while it is read is read again from the new pointer
 # What reading a generation raises when its files are missing, truncated or altered.
 _UNREADABLE = (OSError, EOFError, ValueError, KeyError, TypeError, IndexError)
@@ -50,8 +53,29 @@ class IngestReport(BaseModel):
     updated: list[str] = []
     unchanged: int = 0
     removed: list[str] = []
+    refused: list[LoadProblem] = []  # documents whose id another source has
     chunks: int = 0
     embedded_chunks: int = 0
+
+
+def claim(documents: Sequence[Document], owners: Mapping[str, str]) -> tuple[list[Document], list[LoadProblem]]:
+    """The documents whose id is free or their own source's (`owners`: stored id -> source), and
+    a warning for each other one.
+
+    A citation names a document by its id alone, so ids are global and an id stays with the
+    source that has it: taken over, the other source's article would be replaced without a
+    word, then deleted by this source's next clean ingest. (Ids per source would need the
+    source in every citation and stored record.) To move a document, drop it from its source first."""
+    accepted: list[Document] = []
+    refused: list[LoadProblem] = []
+    for document in documents:
+        owner = owners.get(document.id, document.source)
+        if owner == document.source:
+            accepted.append(document)
+            continue
+        message = f"document id {document.id!r} belongs to source {owner!r}; skipped (give this document another id)"
+        refused.append(LoadProblem(origin=document.origin, message=message))
+    return accepted, refused
 
 
 @dataclass
@@ -182,19 +206,24 @@ class EmbeddedIndex:
         source: str | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> IngestReport:
-        """Make the index hold `documents`; with `source`, that source's other documents are removed."""
+        """Make the index hold `documents`; with `source`, that source's other documents are removed.
+        A document whose id another source has is refused (`claim`); documents of any source but
+        the demo's remove the demo articles."""
         with exclusive(self.folder / ".lock"):  # one ingest at a time over this folder, across processes
             stamp = self._pointer_stamp()  # start from the last commit, whoever made it
             if stamp != self._loaded:
                 self._state = self._load()
                 self._loaded = self._seen = stamp
             old = self._state
-            old_rows = {d.id: i for i, d in enumerate(old.documents)}
             spans = _document_spans(old.chunk_doc)
-            incoming = {d.id: d for d in documents}
             report = IngestReport()
-            keep = [d for d in old.documents if d.id not in incoming and (source is None or d.source != source)]
-            report.removed = sorted(d.id for d in old.documents if d.id not in incoming and source is not None and d.source == source)
+            displaced = _displaced_demo(old.documents, documents)
+            old_rows = {d.id: i for i, d in enumerate(old.documents) if i not in displaced}
+            accepted, report.refused = claim(documents, {doc_id: old.documents[row].source for doc_id, row in old_rows.items()})
+            incoming = {d.id: d for d in accepted}
+            dropped = displaced | {i for i, d in enumerate(old.documents) if source is not None and d.source == source and d.id not in incoming}
+            keep = [d for i, d in enumerate(old.documents) if i not in dropped and d.id not in incoming]
+            report.removed = sorted(old.documents[i].id for i in dropped)
             final = keep + list(incoming.values())
             chunks: list[Chunk] = []
             pieces: list[np.ndarray | int] = []  # per document: kept vectors, or how many chunks to embed
@@ -324,6 +353,13 @@ class EmbeddedIndex:
         allowed = state.columns.mask(filters or {})[docs]
         ranked = fuse_rows(per_document, allowed, self.config, self.config.weights_for(len(windows)))
         return [(state.documents[docs[row]].id, score) for row, score, _ in ranked.top(k)]
+
+
+def _displaced_demo(stored: Sequence[Document], documents: Sequence[Document]) -> set[int]:
+    """Rows of the demo articles, when `documents` bring a team's own source to the index."""
+    if all(d.source == DEMO_SOURCE for d in documents):
+        return set()
+    return {row for row, d in enumerate(stored) if d.source == DEMO_SOURCE}
 
 
 def _document_spans(chunk_doc: np.ndarray) -> dict[int, tuple[int, int]]:

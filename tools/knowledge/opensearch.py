@@ -40,8 +40,9 @@ from tools.base import first_problem
 from tools.contracts.knowledge import DateRange, FilterValue, Passage
 from tools.embeddings import Embedder
 from tools.knowledge.chunking import chunk_document, indexed_text
+from tools.knowledge.citations import citation_id
 from tools.knowledge.documents import Document
-from tools.knowledge.embedded import IngestReport
+from tools.knowledge.embedded import IngestReport, claim
 from tools.knowledge.errors import ClusterError
 from tools.knowledge.filters import check_filters
 from tools.knowledge.fusion import fuse, ranks
@@ -342,8 +343,9 @@ class OpenSearchIndex:
 
     def ingest(self, documents: Sequence[Document], source: str | None = None, progress: Callable[[int, int], None] | None = None) -> IngestReport:
         stored = self._stored()
-        incoming = {d.id: d for d in documents}
         report = IngestReport()
+        accepted, report.refused = claim(documents, {doc_id: meta["source"] for doc_id, meta in stored.items() if isinstance(meta.get("source"), str)})
+        incoming = {d.id: d for d in accepted}
         changed = [d for d in incoming.values() if stored.get(d.id, {}).get("content_hash") != d.content_hash]
         report.unchanged = len(incoming) - len(changed)
         chunks = {d.id: chunk_document(d, self.chunk_tokens, self.overlap_tokens) for d in changed}
@@ -458,7 +460,7 @@ class OpenSearchIndex:
     def _passage(hit: _Hit, score: float | None, sub_ranks: dict[str, int | None]) -> Passage:
         src = hit.source
         return Passage(
-            citation_id=f"{src.document_id}#{src.start}-{src.end}",
+            citation_id=citation_id(src.document_id, src.start, src.end),
             document_id=src.document_id,
             title=src.title,
             section=src.section,
