@@ -14,6 +14,7 @@ from agent.runner import Runner
 from agent.service.models import WorkItem
 from agent.service.queue import WorkQueue
 from agent.tickets import Ticket
+from policies.scan import scan_record
 from tests.servers.base import LoopbackServer
 from tests.servers.platform import PlatformHooks
 from tests.service_support import approval_policy, serve
@@ -178,6 +179,7 @@ def test_an_approvers_note_is_masked_in_the_approvals_list_as_on_the_run_page(bu
     [row] = listed["auditor"]
     assert row == listed["agent"][0] and row["status"] == "rejected" and row["note"].startswith("Called [email:")
     assert row["note"] in run_page  # the same masked note on both surfaces
+    assert scan_record(runtime.engine) == []  # nor kept unmasked anywhere: the approval row, the queued answer
 
 
 def test_escalation_claim_resolve_with_reply_reaches_the_ticket(build):

@@ -30,7 +30,7 @@ def decide(ctx: ServiceContext, approval_id: str, approved: bool, by: str, note:
         decided = ctx.runtime.store.decide_approval(row.run_id, approved, by, note, conn)
         if decided is None or decided.id != approval_id:
             raise ProblemError(409, f"approval {approval_id} is no longer pending")
-        ctx.queue.enqueue(row.run_id, answer={"approved": approved, "by": by, "note": note}, conn=conn)
+        ctx.queue.enqueue(row.run_id, answer={"approved": approved, "by": by, "note": decided.note}, conn=conn)  # stored masked
     return decided
 
 
