@@ -184,6 +184,7 @@ def test_a_resolution_left_behind_by_a_crash_can_be_finished_by_its_holder_after
 def test_an_answer_whose_run_cannot_be_queued_is_not_stored(runtime):
     """The answer and the queued run commit together: a failure (or a crash) between them
     leaves the approval pending, to be answered again, never answered but stuck."""
+    from agent.service.models import ApiKey
     from agent.service.routes.approvals import decide
 
     run = runtime.store.create_run(DEMO, runtime.versions)
@@ -195,7 +196,7 @@ def test_an_answer_whose_run_cannot_be_queued_is_not_stored(runtime):
 
     ctx.queue.enqueue = queue_down
     with pytest.raises(ConnectionError):
-        decide(ctx, approval.id, True, "agent", "")
+        decide(ctx, approval.id, True, ApiKey(id="key_agent", name="agent", role="agent", secret_hash="-"), "")
     [stored] = runtime.store.approvals(run_id=run.id)
     assert (stored.status, stored.decided_by) == ("pending", None)
 

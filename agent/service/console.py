@@ -256,7 +256,7 @@ async def answer_approval(request: Request, approval_id: str, user: User, ctx: C
     if len(note) > MAX_NOTE_CHARS:
         return _back(request, "/console/approvals", f"The note has {len(note)} characters; at most {MAX_NOTE_CHARS} are kept. Nothing was decided.")
     try:
-        row = decide(ctx, approval_id, decision == "approve", actor(user), note)
+        row = decide(ctx, approval_id, decision == "approve", user, note)
     except ProblemError as exc:
         return _back(request, "/console/approvals", exc.detail)
     return _back(request, f"/console/runs/{row.run_id}", f"{'Approved' if decision == 'approve' else 'Rejected'}; the run continues.")

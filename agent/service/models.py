@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import JSON, Column
-from sqlmodel import Field, SQLModel
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, select
 
 ROLES = ("platform", "agent", "auditor", "admin")
 
@@ -49,3 +50,10 @@ class IdempotencyRecord(SQLModel, table=True):
     body_hash: str
     run_id: str
     created_at: datetime = Field(default_factory=utcnow)
+
+
+def submitted_by(engine: Engine, run_id: str) -> set[str]:
+    """The ids of the API keys that posted the ticket of `run_id` (none for a run the CLI made)."""
+    with Session(engine) as session:
+        rows = session.exec(select(IdempotencyRecord.key).where(IdempotencyRecord.run_id == run_id)).all()
+    return {key.split(":", 1)[0] for key in rows}

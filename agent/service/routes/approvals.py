@@ -10,7 +10,7 @@ from sqlmodel import Session
 from agent.record import Approval
 from agent.service.auth import actor, context, require
 from agent.service.context import ServiceContext
-from agent.service.models import ApiKey
+from agent.service.models import ApiKey, submitted_by
 from agent.service.problems import PROBLEMS, ProblemError
 from agent.service.request_rules import json_body
 from agent.service.schemas import ApprovalDecision, ApprovalOut
@@ -18,12 +18,17 @@ from agent.service.schemas import ApprovalDecision, ApprovalOut
 router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
 
 
-def decide(ctx: ServiceContext, approval_id: str, approved: bool, by: str, note: str) -> Approval:
-    """Record the answer, then queue the run: a worker resumes it from its checkpoint."""
+def decide(ctx: ServiceContext, approval_id: str, approved: bool, key: ApiKey, note: str) -> Approval:
+    """Record the answer, then queue the run: a worker resumes it from its checkpoint. The key
+    that posted the ticket may not answer for it (an admin key can do both): a second pair of
+    eyes is what an approval is for."""
     with Session(ctx.runtime.engine) as session:
         row = session.get(Approval, approval_id)
     if row is None:
         raise ProblemError(404, f"unknown approval id {approval_id!r}")
+    if key.id in submitted_by(ctx.runtime.engine, row.run_id):
+        raise ProblemError(403, f"approval {approval_id} is for a ticket this key posted; another person must answer it")
+    by = actor(key)
     if row.status != "pending":
         raise ProblemError(409, f"approval {approval_id} was already {row.status} by {row.decided_by}")
     with ctx.runtime.engine.begin() as conn:  # the answer and the queued run land together or not at all
@@ -51,4 +56,4 @@ def answer(
     ctx: Annotated[ServiceContext, Depends(context)],
 ) -> ApprovalOut:
     """Approve or reject; the run continues in the background (poll GET /v1/runs/{run_id})."""
-    return ApprovalOut.of(decide(ctx, approval_id, body.decision == "approve", actor(key), body.note), ctx.audit.protection.mask)
+    return ApprovalOut.of(decide(ctx, approval_id, body.decision == "approve", key, body.note), ctx.audit.protection.mask)

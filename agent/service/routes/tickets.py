@@ -16,7 +16,7 @@ from agent.audit import VerifyReport as VerifyOut
 from agent.record import Run, UnknownRunError
 from agent.service.auth import context, require
 from agent.service.context import ServiceContext
-from agent.service.models import ApiKey, IdempotencyRecord
+from agent.service.models import ApiKey, IdempotencyRecord, submitted_by
 from agent.service.problems import PROBLEMS, ProblemError
 from agent.service.request_rules import json_body
 from agent.service.schemas import EventOut, EventsView, RunView
@@ -28,11 +28,17 @@ IN_PROGRESS = ("received", "running")
 IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
 
 
-def _find_run(ctx: ServiceContext, run_id: str) -> Run:
+def _find_run(ctx: ServiceContext, run_id: str, key: ApiKey | None = None) -> Run:
+    """The run; a platform `key` sees only the runs of tickets it posted (any other is unknown
+    to it: run ids can be worked out from key ids and Idempotency-Keys)."""
+    unknown = ProblemError(404, f"unknown run id {run_id!r}")
     try:
-        return ctx.runtime.store.get_run(run_id)
+        run = ctx.runtime.store.get_run(run_id)
     except UnknownRunError:
-        raise ProblemError(404, f"unknown run id {run_id!r}") from None
+        raise unknown from None
+    if key is not None and key.role == "platform" and key.id not in submitted_by(ctx.runtime.engine, run_id):
+        raise unknown
+    return run
 
 
 def _accept(ctx: ServiceContext, ticket: Ticket, key: ApiKey, idempotency_key: str) -> tuple[Run, bool]:
@@ -116,20 +122,20 @@ def list_all(
 @router.get("/runs/{run_id}", response_model=RunView, responses=PROBLEMS)
 def get_run(
     run_id: str,
-    _: Annotated[ApiKey, Depends(require("platform", "agent", "auditor"))],
+    key: Annotated[ApiKey, Depends(require("platform", "agent", "auditor"))],
     ctx: Annotated[ServiceContext, Depends(context)],
 ) -> RunView:
-    return RunView.of(_find_run(ctx, run_id))
+    return RunView.of(_find_run(ctx, run_id, key))
 
 
 @router.get("/runs/{run_id}/events", response_model=EventsView, responses=PROBLEMS)
 def get_events(
     run_id: str,
-    _: Annotated[ApiKey, Depends(require("platform", "agent", "auditor"))],
+    key: Annotated[ApiKey, Depends(require("platform", "agent", "auditor"))],
     ctx: Annotated[ServiceContext, Depends(context)],
 ) -> EventsView:
     """The run's trace, in order, as stored (PII masked)."""
-    _find_run(ctx, run_id)
+    _find_run(ctx, run_id, key)
     timeline = run_timeline(ctx.audit, run_id)
     return EventsView(run_id=run_id, events=[EventOut.model_validate(e.model_dump()) for e in timeline.events])
 
