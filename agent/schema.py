@@ -42,6 +42,7 @@ MANAGED_TABLES = frozenset(
         "idempotency_record",
         "eval_outcome",
         "desk_event",
+        "console_session",
     }
 )
 

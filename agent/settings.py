@@ -276,6 +276,7 @@ class ServiceSettings(_Section):
     max_wait_s: Seconds = Field(60, ge=0)            # upper bound for ?wait= on POST /v1/tickets
     rate_limit_per_s: Seconds = Field(50, gt=0)      # per API key, token bucket refill
     rate_limit_burst: int = Field(100, ge=1)
+    console_session_s: Seconds = Field(43200, gt=0)  # how long a console login lasts
     lease_s: Seconds = Field(30, gt=0)               # a claimed run not heartbeated for this long is taken by another worker
     heartbeat_s: Seconds = Field(5, gt=0)
     poll_s: Seconds = Field(0.2, gt=0)               # how often an idle worker looks for work

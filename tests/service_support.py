@@ -1,4 +1,4 @@
-"""The service under test: the real app under uvicorn on a free loopback port, with keys per role."""
+"""The service under test: the real app under uvicorn on a free loopback port, with keys (and console sessions) per role."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -29,15 +30,24 @@ class Service:
         auth = {"Authorization": f"Bearer {self.keys[role]}"} if role else {}
         return httpx.Client(base_url=self.url, headers={**auth, **headers}, timeout=120)
 
+    sessions: dict[str, str] = field(default_factory=dict)  # role -> console session token
+
+    def session(self, role: str) -> str:
+        """This role's console session token, as logging in sets it in the cookie (one per role)."""
+        if role not in self.sessions:
+            keys = KeyStore(self.runtime.engine)
+            self.sessions[role] = keys.open_session(keys.verify(self.keys[role]), timedelta(hours=1))
+        return self.sessions[role]
+
     def browser(self, role: str) -> httpx.Client:
-        """A console session as after logging in: the key only in the cookie."""
+        """A console session as after logging in: the session token in the cookie, no key."""
         client = self.client(None)
-        client.cookies.set(COOKIE, self.keys[role])
+        client.cookies.set(COOKIE, self.session(role))
         return client
 
     def form(self, role: str, **fields: str) -> dict[str, str]:
-        """A console form's fields with the token its page carries for this role's key."""
-        return {TOKEN_FIELD: form_token(self.keys[role]), **fields}
+        """A console form's fields with the token its page carries for this role's session."""
+        return {TOKEN_FIELD: form_token(self.session(role)), **fields}
 
     def wait_for_run(self, run_id: str, statuses: tuple[str, ...], timeout: float = 120) -> dict:
         deadline = time.monotonic() + timeout

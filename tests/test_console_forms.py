@@ -1,5 +1,5 @@
 """The console as a browser uses it, over the real app on loopback: forms carry a token tied
-to the key in the cookie (a page on another port of the same site cannot post them), the API
+to the session in the cookie (a page on another port of the same site cannot post them), the API
 takes the cookie only for reads, pages are never cached or framed, errors are pages, tickets
 show as written, and what people do with an escalation is kept as its trail."""
 
@@ -11,7 +11,7 @@ import pytest
 from sqlmodel import select
 
 from agent.runner import Runner
-from agent.service.console_forms import form_token
+from agent.service.console_forms import TOKEN_FIELD, form_token
 from agent.tickets import Ticket
 from tests.service_support import approval_policy, serve
 from tools.sandbox.models import SandboxComment
@@ -28,7 +28,7 @@ def test_forms_need_the_pages_token_and_the_api_takes_the_cookie_only_for_reads(
     with serve(runtime, workers=0) as service, service.browser("agent") as browser, service.client("agent") as api:
         [row] = [row for row in api.get("/v1/escalations").json() if row["run_id"] == run_id]
         page = browser.get(f"/console/escalations/{row['id']}")
-        assert page.status_code == 200 and form_token(service.keys["agent"]) in page.text
+        assert page.status_code == 200 and form_token(service.session("agent")) in page.text
         assert page.headers["cache-control"] == "no-store" and page.headers["x-frame-options"] == "DENY"
         claim = f"/console/escalations/{row['id']}/claim"
         forged = browser.post(claim, data={})  # what a page elsewhere can send with the cookie
@@ -41,13 +41,49 @@ def test_forms_need_the_pages_token_and_the_api_takes_the_cookie_only_for_reads(
         assert browser.get(f"/v1/runs/{run_id}").status_code == 200  # reads (the export link) still work
         with service.client() as stranger:
             elsewhere = stranger.post("/console/login", data={"key": service.keys["agent"]}, headers={"Origin": "http://127.0.0.1:1"})
-            assert elsewhere.status_code == 403 and "caseplan_key" not in elsewhere.headers.get("set-cookie", "")
+            assert elsewhere.status_code == 403 and "caseplan_session" not in elsewhere.headers.get("set-cookie", "")
             malformed = stranger.post("/console/login", data={"key": service.keys["agent"]}, headers={"Origin": "http://[::1"})
-            assert malformed.status_code == 403 and malformed.headers["content-type"].startswith("text/html") and "caseplan_key" not in malformed.headers.get("set-cookie", "")
+            assert malformed.status_code == 403 and malformed.headers["content-type"].startswith("text/html") and "caseplan_session" not in malformed.headers.get("set-cookie", "")
             here = stranger.post("/console/login", data={"key": service.keys["agent"]}, headers={"Origin": service.url}, follow_redirects=False)
-            assert here.status_code == 303 and "caseplan_key=" in here.headers["set-cookie"]
+            assert here.status_code == 303 and "caseplan_session=" in here.headers["set-cookie"]
         missing = browser.get("/console/runs/run_nope")
         assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html") and "unknown run id" in missing.text
+
+
+def test_the_cookie_holds_a_session_that_logging_out_or_revoking_the_key_ends(build):
+    """The cookie was the API key itself: logging out deleted it in one browser and nowhere else,
+    and whoever copied it held the key for good."""
+    from datetime import timedelta
+
+    from agent.service.auth import COOKIE
+    from agent.service.keys import KeyStore
+
+    runtime = build()
+    with serve(runtime, workers=0) as service, service.client() as browser:
+        logged_in = browser.post("/console/login", data={"key": service.keys["agent"]}, headers={"Origin": service.url}, follow_redirects=False)
+        token = logged_in.cookies[COOKIE]
+        assert token.startswith("cps_") and service.keys["agent"] not in logged_in.headers["set-cookie"]
+        assert browser.get("/console/escalations").status_code == 200
+        copied = service.client(None)  # a copy of the cookie, taken before logging out
+        copied.cookies.set(COOKIE, token)
+        assert copied.get("/console/escalations").status_code == 200
+        out = browser.post("/console/logout", data={TOKEN_FIELD: form_token(token)}, follow_redirects=False)
+        assert out.status_code == 303
+        assert copied.get("/console/escalations", follow_redirects=False).status_code == 303  # to the login form: the session is gone
+        assert copied.get("/v1/escalations").status_code == 401
+        raw = service.client(None)  # the API key itself in the cookie is not a session
+        raw.cookies.set(COOKIE, service.keys["agent"])
+        assert raw.get("/console/escalations", follow_redirects=False).status_code == 303
+        keys = KeyStore(runtime.engine)
+        auditor = keys.verify(service.keys["auditor"])
+        live, expired = keys.open_session(auditor, timedelta(hours=1)), keys.open_session(auditor, timedelta(seconds=-1))
+        for session, status in ((live, 200), (expired, 303)):
+            visitor = service.client(None)
+            visitor.cookies.set(COOKIE, session)
+            assert visitor.get("/console/runs", follow_redirects=False).status_code == status
+        keys.revoke(auditor.id)
+        visitor.cookies.set(COOKIE, live)
+        assert visitor.get("/console/runs", follow_redirects=False).status_code == 303  # a revoked key's sessions end with it
 
 
 def test_the_agent_sees_the_ticket_as_written_and_the_trail_keeps_who_told_the_customer_what(build):

@@ -11,6 +11,7 @@ from sqlmodel import select
 
 from agent.record import Run
 from agent.runner import Runner
+from agent.service.auth import COOKIE
 from agent.service.models import WorkItem
 from agent.service.queue import WorkQueue
 from agent.tickets import Ticket
@@ -50,7 +51,7 @@ def test_post_ticket_signed_webhook_and_read_the_run(build, monkeypatch):
                 assert exported["id"] == run_id and len(exported["events"]) == len(events)
                 metrics = auditor.get("/metrics").text
                 assert 'caseplan_runs_total{outcome="completed",template="password_reset"} 1.0' in metrics
-                auditor.cookies.set("caseplan_key", service.keys["auditor"])
+                auditor.cookies.set(COOKIE, service.session("auditor"))
                 page = auditor.get(f"/console/runs/{run_id}", params={"verify": 1}).text
                 assert 'id="verify-report"' in page and "verified" in page
             for _ in range(100):
@@ -126,7 +127,7 @@ def test_bad_input_gets_problem_documents_and_loses_nothing(build):
             assert other_key.get("/v1/runs", params={"status": "failed", "limit": 5}).status_code == 200
             assert other_key.get("/v1/escalations", params={"offset": 0, "queue": "x"}).status_code == 200
         with service.client() as browser:  # console pages count against the same per-key limit
-            browser.cookies.set("caseplan_key", service.keys["auditor"])
+            browser.cookies.set(COOKIE, service.session("auditor"))
             pages = [browser.get("/console/runs").status_code for _ in range(60)]
             assert 429 in pages and pages[0] == 200
         with service.client() as anonymous:  # who may call comes first
@@ -145,7 +146,7 @@ def test_approval_through_the_api_resumes_the_run(build, tmp_path):
         with service.client("auditor") as auditor:  # nothing final to check yet: a status, not a 500
             waiting = auditor.get(f"/v1/runs/{run_id}/verify")
             assert waiting.status_code == 200 and waiting.json()["status"] == "in_progress", waiting.text
-            auditor.cookies.set("caseplan_key", service.keys["auditor"])
+            auditor.cookies.set(COOKIE, service.session("auditor"))
             page = auditor.get(f"/console/runs/{run_id}", params={"verify": 1})
             assert page.status_code == 200 and "Verification: <strong>in_progress</strong>" in page.text
         [pending] = agent.get("/v1/approvals", params={"status": "pending"}).json()
@@ -172,7 +173,7 @@ def test_an_approvers_note_is_masked_in_the_approvals_list_as_on_the_run_page(bu
         decided = agent.post(f"/v1/approvals/{pending['id']}", json={"decision": "reject", "note": note})
         assert decided.status_code == 202
         listed = {role: client.get("/v1/approvals").json() for role, client in (("agent", agent), ("auditor", auditor))}
-        auditor.cookies.set("caseplan_key", service.keys["auditor"])
+        auditor.cookies.set(COOKIE, service.session("auditor"))
         run_page = auditor.get(f"/console/runs/{run_id}").text
     for shown in (json.dumps(decided.json()), json.dumps(listed), run_page):
         assert not any(value in shown for value in ("omar@example.com", "555 0199", "4111 1111 1111 1111")), shown
@@ -223,7 +224,7 @@ def test_escalation_queue_pages_past_the_first_hundred(build):
         assert (len(first), len(rest)) == (100, 5) and sorted(first + rest) == sorted(created)
         assert agent.get("/v1/escalations", params={"limit": 501}).status_code == 422
         assert agent.get("/v1/escalations", params={"offset": -1}).status_code == 422
-        agent.cookies.set("caseplan_key", service.keys["agent"])
+        agent.cookies.set(COOKIE, service.session("agent"))
         page_one = agent.get("/console/escalations", params={"status": "open"}).text
         assert 'id="older"' in page_one and 'id="newer"' not in page_one
         page_two = agent.get("/console/escalations", params={"status": "open", "page": "2"}).text

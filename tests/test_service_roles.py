@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from agent.service.auth import COOKIE
 from agent.service.models import ROLES
 from tests.service_support import serve
 
@@ -66,7 +67,7 @@ def test_every_endpoint_admits_exactly_its_roles(runtime):
         for page, allowed in CONSOLE.items():
             for role in ROLES:
                 with service.client(None) as browser:
-                    browser.cookies.set("caseplan_key", service.keys[role])
+                    browser.cookies.set(COOKIE, service.session(role))
                     status = browser.get(page).status_code
                 assert (status == 200) if role in allowed else (status == 403), (page, role, status)
         with service.client() as browser:

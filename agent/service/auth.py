@@ -1,4 +1,4 @@
-"""Who is calling: an API key (Authorization: Bearer, X-API-Key, or the console's cookie),
+"""Who is calling: an API key (Authorization: Bearer, X-API-Key, or the console's session cookie),
 its role checked per endpoint, its rate limited per key."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from agent.service.models import ApiKey
 from agent.service.problems import ProblemError
 from agent.service.request_rules import refuse_unknown_query
 
-COOKIE = "caseplan_key"
+COOKIE = "caseplan_session"
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 _bearer = HTTPBearer(auto_error=False, description="An API key: `caseplan keys create --role R --name N`.")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False)
@@ -29,14 +29,14 @@ def caller(
     header: str | None = Depends(_header),
 ) -> ApiKey:
     """The live key behind the request, rate limited; 401 without one, 429 over the limit. The
-    console's cookie counts only for reads (an export link): a browser sends it with a form
-    posted from another port of the same site, so changes need the key in a header."""
+    console's session cookie counts only for reads (an export link): a browser sends it with a
+    form posted from another port of the same site, so changes need the key in a header."""
     cookie = request.cookies.get(COOKIE) if request.method in SAFE_METHODS else None
-    secret = (bearer.credentials if bearer else None) or header or cookie
-    if not secret:
+    secret = (bearer.credentials if bearer else None) or header
+    if not (secret or cookie):
         raise ProblemError(401, "an API key is required (Authorization: Bearer <key> or X-API-Key)", headers={"WWW-Authenticate": "Bearer"})
     ctx = context(request)
-    key = ctx.keys.verify(secret)
+    key = ctx.keys.verify(secret) if secret else ctx.keys.session_key(cookie or "")
     if key is None:
         raise ProblemError(401, "the API key is unknown or revoked", headers={"WWW-Authenticate": "Bearer"})
     take_request(ctx, key)

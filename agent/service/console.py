@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, get_args
 from urllib.parse import quote
@@ -84,9 +84,9 @@ def install(app: FastAPI) -> None:
 
 
 def console_user(request: Request) -> ApiKey:
-    secret = request.cookies.get(COOKIE)
+    token = request.cookies.get(COOKIE)
     ctx = context(request)
-    key = ctx.keys.verify(secret) if secret else None
+    key = ctx.keys.session_key(token) if token else None
     if key is None:
         raise LoginRequired()
     take_request(ctx, key)
@@ -152,14 +152,16 @@ async def login(request: Request, ctx: Ctx) -> Response:
     key = ctx.keys.verify(secret) if secret else None
     if key is None or key.role not in ("agent", "auditor", "admin"):
         return templates.TemplateResponse(request, "login.html", {"user": None, "error": "That key is unknown, revoked, or not an agent, auditor or admin key."}, status_code=401)
+    token = ctx.keys.open_session(key, timedelta(seconds=ctx.runtime.settings.service.console_session_s))
     response = RedirectResponse("/console", status_code=303)
-    response.set_cookie(COOKIE, secret, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/")
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/")
     return response
 
 
 @router.post("/logout")
-async def logout(request: Request) -> Response:
+async def logout(request: Request, ctx: Ctx) -> Response:
     await _form(request)
+    ctx.keys.close_session(request.cookies.get(COOKIE, ""))
     response = RedirectResponse("/console/login", status_code=303)
     response.delete_cookie(COOKIE, path="/")
     return response

@@ -1,9 +1,9 @@
 """Console form posts: bounded UTF-8 parsing and the checks that tie a form to this site.
 
 SameSite=Strict keeps the cookie from other sites, but not from another port or a sibling
-subdomain of the same site. So every form carries a token derived from the key in the cookie,
-which a page elsewhere can neither read (HttpOnly, same-origin policy) nor compute, and the
-login form, which has no cookie yet, must come from this origin."""
+subdomain of the same site. So every form carries a token derived from the session token in
+the cookie, which a page elsewhere can neither read (HttpOnly, same-origin policy) nor compute,
+and the login form, which has no cookie yet, must come from this origin."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ MAX_FORM_BYTES = 131072
 
 
 def form_token(secret: str) -> str:
-    """The hidden field of every form on a page shown to the key `secret`."""
+    """The hidden field of every form on a page shown to the console session `secret`."""
     return hmac.new(secret.encode(), b"caseplan console form", hashlib.sha256).hexdigest()
 
 

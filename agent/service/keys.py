@@ -5,13 +5,16 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Sequence
+from datetime import timedelta
 
+from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from agent.service.models import ROLES, ApiKey, utcnow
+from agent.service.models import ROLES, ApiKey, ConsoleSession, utcnow
 
 KEY_PREFIX = "cpk_"
+SESSION_PREFIX = "cps_"
 
 
 class KeyStoreError(ValueError):
@@ -47,6 +50,33 @@ class KeyStore:
         with Session(self.engine) as session:
             row = session.exec(select(ApiKey).where(ApiKey.secret_hash == hash_secret(secret))).first()
         return row if row is not None and row.revoked_at is None else None
+
+    def open_session(self, key: ApiKey, lifetime: timedelta) -> str:
+        """A console session for `key`; returns its token (stored only as a hash). Expired
+        sessions are swept here, so the table holds live ones only."""
+        token = f"{SESSION_PREFIX}{secrets.token_urlsafe(32)}"
+        now = utcnow()
+        with Session(self.engine) as session:
+            session.exec(delete(ConsoleSession).where(ConsoleSession.expires_at <= now))
+            session.add(ConsoleSession(token_hash=hash_secret(token), key_id=key.id, created_at=now, expires_at=now + lifetime))
+            session.commit()
+        return token
+
+    def session_key(self, token: str) -> ApiKey | None:
+        """The live key behind an unexpired console session, or None."""
+        if not token.startswith(SESSION_PREFIX):
+            return None
+        with Session(self.engine) as session:
+            live = select(ConsoleSession.key_id).where(ConsoleSession.token_hash == hash_secret(token), ConsoleSession.expires_at > utcnow())
+            key_id = session.exec(live).first()
+            row = session.get(ApiKey, key_id) if key_id is not None else None
+        return row if row is not None and row.revoked_at is None else None
+
+    def close_session(self, token: str) -> None:
+        """Logging out: the session ends on the server, not only in the browser."""
+        with Session(self.engine) as session:
+            session.exec(delete(ConsoleSession).where(ConsoleSession.token_hash == hash_secret(token)))
+            session.commit()
 
     def list(self) -> Sequence[ApiKey]:
         with Session(self.engine) as session:

@@ -52,6 +52,17 @@ class IdempotencyRecord(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class ConsoleSession(SQLModel, table=True):
+    """A console login: the cookie holds a random token, never the API key, so logging out ends
+    it (the row is deleted) and a stolen cookie stops working at `expires_at` or on revocation."""
+
+    __tablename__ = "console_session"
+    token_hash: str = Field(primary_key=True)
+    key_id: str = Field(index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime = Field(index=True)
+
+
 def submitted_by(engine: Engine, run_id: str) -> set[str]:
     """The ids of the API keys that posted the ticket of `run_id` (none for a run the CLI made)."""
     with Session(engine) as session:
