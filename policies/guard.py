@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -253,7 +254,7 @@ class InputGuardian:
             for pattern in _PASSAGE_ORDERS:
                 if (match := pattern.search(flat)) is not None:
                     flag("instruction_override", _excerpt(flat, *match.span()))
-            for match in [*_SECRET_REQUEST.finditer(flat), *_CODE_REQUEST.finditer(flat)]:
+            for match in itertools.chain(_SECRET_REQUEST.finditer(flat), _CODE_REQUEST.finditer(flat)):
                 if not _NEGATION.search(flat[max(0, match.start() - 40) : match.end()]):  # "we will never ask for your PIN"
                     flag("verification_bypass", f"asks for secrets: {_excerpt(flat, *match.span())}")
                     break

@@ -114,7 +114,7 @@ def _page(request: Request, name: str, user: ApiKey | None, status_code: int = 2
 
 
 def _signed_flash(request: Request, secret: str | None) -> str:
-    """The message `_back` put in the URL, when the console signed it for this key; else none."""
+    """The message `_back` put in the URL, when the console signed it for this session; else none."""
     message, signature = request.query_params.get("flash", ""), request.query_params.get("sig", "")
     if not (message and secret and hmac.compare_digest(signature, flash_signature(secret, message))):
         return ""

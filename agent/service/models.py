@@ -48,7 +48,7 @@ class IdempotencyRecord(SQLModel, table=True):
     __tablename__ = "idempotency_record"
     key: str = Field(primary_key=True)  # "<api key id>:<Idempotency-Key>"
     body_hash: str
-    run_id: str
+    run_id: str = Field(index=True)  # whose run it is (`submitted_by`), asked on every platform read
     created_at: datetime = Field(default_factory=utcnow)
 
 
